@@ -1,5 +1,21 @@
 // Preprocessing of SPEC.md (KAR conventions): per-user time order, prompt-history prefix, labels,
 // a seeded user split (train / validation carved from train / test) and rerank lists.
+//
+// Conventions (prepare.cpp gives the details):
+// - Each user's ratings are sorted by time, stably (ties keep file order). prefix_len =
+//   min((len+1)/2, cap). Users without ratings get split kTrain, no lists, and are not counted
+//   in users_per_split.
+// - Split: users with ratings are shuffled with the seed; the first floor(n*(1-test_fraction))
+//   are the training pool, the rest test. Validation users are drawn from the pool alone, with a
+//   stream of their own, so the test users do not depend on valid_fraction.
+// - "Catalog": the items with at least one rating (KAR samples from the items of its sequences).
+//   Padding and first-stage candidates come from the catalog only.
+// - kar: KAR pads with random.sample over all items, excluding nothing. We exclude the user's
+//   prompt-prefix items (SPEC: no prefix item in any list) and items already in the list (KAR can
+//   duplicate a real item, with labels 1 and 0 for the same item); other items of the user,
+//   earlier or later, may be sampled, with label 0, as in KAR.
+// - Every random draw comes from Rng streams derived from (seed, purpose, user): the same config
+//   gives byte-identical output, and one user's lists do not depend on the others'.
 #pragma once
 #include <cstdint>
 #include <filesystem>
@@ -30,7 +46,20 @@ struct PrepareConfig {
   std::string setting = "kar";
   std::string first_stage = "itemknn";  // for setting "first-stage": itemknn | mf
   bool drop_lists_without_positive = false;  // training lists only; evaluation keeps them
+  // first-stage: the window is the user's next `first_stage_window` interactions; lists start at
+  // the end of the prefix and step by the window. 30: see the measurement in prepare.cpp.
+  int first_stage_window = 30;
+  int first_stage_folds = 5;   // mf: train users are scored by a model fitted without their fold
+  int mf_factors = 32;         // implicit ALS (Hu, Koren, Volinsky 2008)
+  int mf_iterations = 10;
+  double mf_regularization = 10.0;
+  double mf_alpha = 2.0;       // confidence of an observed interaction: 1 + alpha
+  int amazon_min_user = 60;    // KAR's core filter for amazon-books
+  int amazon_min_item = 40;
+  // Reads [prepare]; unknown keys and invalid values are errors naming the key.
   void read(const ConfigSection& s);
+  // Throws Error when a value is out of range (list_size < 1, unknown setting, ...).
+  void validate() const;
 };
 
 // One user's time-ordered interactions. The first `prefix_len` feed only the prompt.
@@ -51,6 +80,12 @@ struct RerankList {
   std::vector<int32_t> items;
   std::vector<uint8_t> labels;
   std::vector<float> initial_scores;  // first-stage: the generator's scores; empty otherwise
+  // The window of the user's sequence this list covers: positions [begin, end) of
+  // UserSequence::items (kar/popularity: the real items; first-stage: the labelling window).
+  int32_t begin = 0, end = 0;
+  // Per list position: the item's position in the user's sequence when it comes from the window,
+  // -1 for padding (kar/popularity) or a generator item the user did not interact with.
+  std::vector<int32_t> seq_pos;
 };
 
 struct PreparedData {
@@ -58,7 +93,10 @@ struct PreparedData {
   Dataset dataset;
   std::vector<UserSequence> sequences;  // indexed by user; users with no lists still appear
   std::vector<RerankList> lists;
-  std::vector<float> item_popularity;   // interactions per item among training data, for baselines
+  // Interactions per item that an honest popularity baseline may use: every interaction of the
+  // training users plus the prompt prefixes of all users (never validation/test list windows).
+  std::vector<float> item_popularity;
+  int64_t dropped_train_lists = 0;      // drop_lists_without_positive: training lists removed
 };
 
 struct PrepareCounts {
@@ -67,12 +105,26 @@ struct PrepareCounts {
   int64_t lists_per_split[3] = {0, 0, 0};
   double positive_rate[3] = {0, 0, 0};            // share of positive labels in lists per split
   double lists_without_positive[3] = {0, 0, 0};   // share of lists with no positive per split
+  int64_t users_without_interactions = 0;         // in no split, no lists
+  int64_t dropped_train_lists = 0;                // removed by drop_lists_without_positive
 };
 
 PreparedData prepare(const Dataset& dataset, const PrepareConfig& config);
 PrepareCounts count(const PreparedData& data);
+// The counts as the `rlrf prepare` report prints them (several lines).
+std::string format_counts(const PreparedData& data, const PrepareCounts& counts);
+
+// Loads config.dataset from config.data_dir (empty: data_dir() of util/files.h), with the
+// configured Amazon core thresholds.
+Dataset load_configured_dataset(const PrepareConfig& config);
+
+// The items with at least one rating, ascending (padding and candidates come from these).
+std::vector<int32_t> catalog_items(const Dataset& dataset);
 
 // Binary save/load with a magic number and version; load names the file on a mismatch.
+// Layout: "RLRFPREP", u32 version, u64 payload size, payload, SHA-256 of the payload; numbers
+// little-endian. Load checks all four and names the file and what was wrong (not a prepared
+// file, version, truncation, checksum).
 void save_prepared(const PreparedData& data, const std::filesystem::path& path);
 PreparedData load_prepared(const std::filesystem::path& path);
 
