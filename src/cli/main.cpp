@@ -22,7 +22,7 @@ static void print_usage() {
   std::sort(verbs.begin(), verbs.end(), [](const Verb& a, const Verb& b) { return a.order < b.order; });
   std::printf("rlrf: reinforcement learning from recommender feedback (RLRF4Rec)\n\n");
   std::printf("usage: rlrf <verb> [options]     (rlrf <verb> --help for a verb's options)\n\nverbs:\n");
-  for (const Verb& v : verbs) std::printf("  %-12s %s\n", v.name.c_str(), v.summary.c_str());
+  for (const Verb& v : verbs) std::printf("  %-14s %s\n", v.name.c_str(), v.summary.c_str());
 }
 
 }  // namespace rlrf::cli

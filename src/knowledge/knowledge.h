@@ -9,7 +9,12 @@
 
 namespace rlrf {
 
+// "Toy Story (1995)": the title with the release year when known (KAR's titles carry the year).
+std::string item_title_with_year(const ItemInfo& item);
+
 // Item knowledge from metadata: title, year, genres (MovieLens) or title, brand, category (Books).
+// "Toy Story (1995). Genres: Animation, Children's, Comedy." / "The Hobbit. Brand: J.R.R. Tolkien.
+// Category: Fantasy."; parts that are unknown are left out.
 std::vector<std::string> item_knowledge_from_metadata(const Dataset& dataset);
 
 // Item knowledge from a KAR-format file: a JSON object keyed by raw item id whose values carry
@@ -17,11 +22,18 @@ std::vector<std::string> item_knowledge_from_metadata(const Dataset& dataset);
 // (counted in a warning). Errors name the file and the key.
 std::vector<std::string> item_knowledge_from_kar_file(const Dataset& dataset, const std::filesystem::path& path);
 
-// The history part of a user's prompt (KAR wording): "\"{title}\", {rating} stars; " per prefix item.
+// The named item-knowledge source: "metadata" or "file:<path>" (a KAR file, as above).
+std::vector<std::string> item_knowledge(const Dataset& dataset, const std::string& source);
+
+// The history part of a user's prompt (KAR wording): "\"{title}\", {rating} stars; " per prefix item,
+// the title with its year as KAR has it ("\"Toy Story (1995)\", 5 stars; "); the same text as the
+// prompt's history (prompts.h history_text).
 std::string user_history_text(const PreparedData& data, int32_t user);
 
-// A readable profile of the user computed from the prompt-history prefix only: favourite and least
-// liked genres and decades, rating habits, best and worst rated titles.
+// A readable profile of the user computed from the prompt-history prefix only: rating habits (mean,
+// share of ratings above the positive threshold, most common rating), most watched, favourite and
+// least liked genres (Books: categories and brands) with counts and average ratings, the most
+// watched (favourite) decades, best and worst rated titles. Ratings after the prefix never change it.
 std::string user_profile_summary(const PreparedData& data, int32_t user);
 
 // User knowledge from a JSONL file, one {"user": "<raw id>", "text": "..."} per line (what the LLM
@@ -31,8 +43,9 @@ std::vector<std::string> user_knowledge_from_file(const Dataset& dataset, const 
 // The named user-knowledge source: "none" (empty vector), "profile", or "file:<path>".
 std::vector<std::string> user_knowledge(const PreparedData& data, const std::string& source);
 
-// The text that is encoded for a user, following KAR: history text + ". " + knowledge text.
-// With history=false, the knowledge text alone.
+// The text that is encoded for a user, following KAR: history text + ". " + knowledge text, where, as
+// in KAR's encoder input, the history loses its final "; " ("\"A (1995)\", 4 stars. <knowledge>").
+// Empty knowledge gives the history alone; with_history=false gives the knowledge text alone.
 std::string user_text_for_encoding(const PreparedData& data, int32_t user, const std::string& knowledge,
                                    bool with_history = true);
 

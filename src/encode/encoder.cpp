@@ -1,0 +1,29 @@
+// Encoder factories: by name, and the GloVe encoder from its binary.
+#include "encode/encoder.h"
+
+#include "encode/glove_encoder.h"
+#include "encode/hash_encoder.h"
+#include "util/error.h"
+#include "util/strings.h"
+
+namespace rlrf {
+
+std::unique_ptr<TextEncoder> make_glove_encoder(const std::filesystem::path& path) {
+  std::filesystem::path p = path.empty() ? default_glove_bin_path() : path;
+  return std::make_unique<GloveSifEncoder>(GloveVectors::load(p));
+}
+
+std::unique_ptr<TextEncoder> make_encoder(const std::string& name) {
+  if (name.empty() || name == "glove") return make_glove_encoder();
+  if (starts_with(name, "glove:")) return make_glove_encoder(name.substr(6));
+  if (name == "hash") return std::make_unique<HashingEncoder>();
+  if (starts_with(name, "hash:")) {
+    auto dim = parse_int(name.substr(5));
+    RLRF_CHECK(dim && *dim > 0 && *dim <= 65536, "encoder '{}': the dimension after 'hash:' must be 1..65536", name);
+    return std::make_unique<HashingEncoder>(static_cast<int>(*dim));
+  }
+  fail("unknown text encoder '{}'; known: glove (GloVe 100-d + SIF, default), glove:<path to .bin>, "
+       "hash (feature hashing, 256-d, needs no files), hash:<dim>", name);
+}
+
+}  // namespace rlrf
