@@ -1,0 +1,176 @@
+// DPO training: reference log-probs once, then micro-batches of pairs through the policy with grad,
+// gradient accumulation, AdamW with a schedule; per-step loss, rewards, accuracy and margin.
+#include "align/dpo.h"
+
+#include <ATen/ATen.h>
+#include <torch/types.h>
+
+#include <algorithm>
+#include <chrono>
+#include <numeric>
+#include <random>
+
+#include "align/policy_optimizer.h"
+#include "llm/logprob.h"
+#include "util/config.h"
+#include "util/error.h"
+#include "util/log.h"
+
+namespace rlrf {
+
+void DpoConfig::read(const ConfigSection& s) {
+  s.read("beta", beta);
+  s.read("lr", lr);
+  s.read("batch_size", batch_size);
+  s.read("grad_accum", grad_accum);
+  s.read("epochs", epochs);
+  s.read("schedule", schedule);
+  s.read("warmup_ratio", warmup_ratio);
+  s.read("weight_decay", weight_decay);
+  s.read("max_grad_norm", max_grad_norm);
+  s.read("finetune", finetune);
+  int64_t seed_value = static_cast<int64_t>(seed);
+  s.read("seed", seed_value);
+  seed = static_cast<uint64_t>(seed_value);
+  lora.read(s.sub("lora"));
+  RLRF_CHECK(beta > 0, "{}: beta must be > 0", s.where());
+  RLRF_CHECK(batch_size > 0 && grad_accum > 0 && epochs >= 0, "{}: batch_size, grad_accum must be > 0, epochs >= 0", s.where());
+  RLRF_CHECK(finetune == "lora" || finetune == "full", "{}: finetune must be \"lora\" or \"full\", got \"{}\"", s.where(), finetune);
+  check_schedule_kind(schedule, s.where());
+}
+
+DpoBatchLoss dpo_loss(const at::Tensor& policy_chosen, const at::Tensor& policy_rejected, const at::Tensor& ref_chosen,
+                      const at::Tensor& ref_rejected, double beta) {
+  at::Tensor chosen_logratio = policy_chosen - ref_chosen;
+  at::Tensor rejected_logratio = policy_rejected - ref_rejected;
+  at::Tensor logits = beta * (chosen_logratio - rejected_logratio);
+  DpoBatchLoss out;
+  out.loss = -at::log_sigmoid(logits).mean();
+  out.chosen_rewards = (beta * chosen_logratio).detach();
+  out.rejected_rewards = (beta * rejected_logratio).detach();
+  return out;
+}
+
+void reference_logprobs(llm::LlamaForCausalLM& model, const std::vector<PreferencePair>& pairs,
+                        std::vector<double>& ref_chosen, std::vector<double>& ref_rejected, int64_t batch_size) {
+  std::vector<std::vector<int32_t>> prompts, continuations;
+  prompts.reserve(pairs.size() * 2);
+  for (const PreferencePair& p : pairs) {
+    prompts.push_back(p.prompt);
+    continuations.push_back(p.chosen);
+    prompts.push_back(p.prompt);
+    continuations.push_back(p.rejected);
+  }
+  bool lora = llm::has_lora(model);
+  if (lora) llm::set_lora_enabled(model, false);
+  std::vector<double> sums;
+  try {
+    sums = llm::continuation_logprob_sums(model, prompts, continuations, batch_size);
+  } catch (...) {
+    if (lora) llm::set_lora_enabled(model, true);
+    throw;
+  }
+  if (lora) llm::set_lora_enabled(model, true);
+  ref_chosen.resize(pairs.size());
+  ref_rejected.resize(pairs.size());
+  for (size_t i = 0; i < pairs.size(); ++i) {
+    ref_chosen[i] = sums[2 * i];
+    ref_rejected[i] = sums[2 * i + 1];
+  }
+}
+
+DpoResult train_dpo(llm::LlamaForCausalLM& model, const std::vector<PreferencePair>& pairs, const DpoConfig& config,
+                    const std::function<void(const DpoStepLog&)>& on_step) {
+  DpoResult result;
+  if (pairs.empty() || config.epochs == 0) return result;
+  if (config.finetune == "lora") {
+    RLRF_CHECK(llm::has_lora(model), "dpo: finetune = \"lora\" but the model carries no adapters");
+  } else {
+    llm::enable_full_finetune(model);
+  }
+  auto start = std::chrono::steady_clock::now();
+  std::vector<double> ref_c, ref_r;
+  reference_logprobs(model, pairs, ref_c, ref_r);
+
+  const int64_t n = static_cast<int64_t>(pairs.size());
+  const int64_t micro_per_epoch = (n + config.batch_size - 1) / config.batch_size;
+  const int64_t steps_per_epoch = (micro_per_epoch + config.grad_accum - 1) / config.grad_accum;
+  LrSchedule schedule;
+  schedule.kind = config.schedule;
+  schedule.base_lr = config.lr;
+  schedule.total_steps = steps_per_epoch * config.epochs;
+  schedule.warmup_steps = static_cast<int64_t>(config.warmup_ratio * double(schedule.total_steps));
+  PolicyOptimizerOptions opt_options;
+  opt_options.weight_decay = config.weight_decay;
+  opt_options.max_grad_norm = config.max_grad_norm;
+  PolicyOptimizer optimizer(llm::trainable_parameters(model), schedule, opt_options);
+
+  std::mt19937_64 rng(config.seed);
+  std::vector<int64_t> order(static_cast<size_t>(n));
+  model->train();
+  for (int epoch = 0; epoch < config.epochs; ++epoch) {
+    std::iota(order.begin(), order.end(), 0);
+    std::shuffle(order.begin(), order.end(), rng);
+    for (int64_t s = 0; s < steps_per_epoch; ++s) {
+      auto t0 = std::chrono::steady_clock::now();
+      DpoStepLog log;
+      log.step = optimizer.steps_done();
+      log.epoch = epoch;
+      log.lr = optimizer.current_lr();
+      int64_t first_micro = s * config.grad_accum;
+      int64_t last_micro = std::min(micro_per_epoch, first_micro + config.grad_accum);
+      int64_t pairs_in_step = 0;
+      for (int64_t m = first_micro; m < last_micro; ++m) {
+        int64_t lo = m * config.batch_size, hi = std::min(n, lo + config.batch_size);
+        std::vector<std::vector<int32_t>> prompts, conts;
+        std::vector<double> rc, rr;
+        for (int64_t k = lo; k < hi; ++k) {
+          const PreferencePair& p = pairs[static_cast<size_t>(order[static_cast<size_t>(k)])];
+          prompts.push_back(p.prompt);
+          conts.push_back(p.chosen);
+          log.tokens += static_cast<int64_t>(p.prompt.size() * 2 + p.chosen.size() + p.rejected.size());
+        }
+        for (int64_t k = lo; k < hi; ++k) {
+          const PreferencePair& p = pairs[static_cast<size_t>(order[static_cast<size_t>(k)])];
+          prompts.push_back(p.prompt);
+          conts.push_back(p.rejected);
+          rc.push_back(ref_c[static_cast<size_t>(order[static_cast<size_t>(k)])]);
+          rr.push_back(ref_r[static_cast<size_t>(order[static_cast<size_t>(k)])]);
+        }
+        int64_t b = hi - lo;
+        llm::ContinuationLogprobs lp = llm::continuation_logprobs(model, prompts, conts);
+        at::Tensor sums = lp.sum.to(at::kFloat);
+        at::Tensor ref_chosen = torch::tensor(std::vector<float>(rc.begin(), rc.end())).to(sums.device());
+        at::Tensor ref_rejected = torch::tensor(std::vector<float>(rr.begin(), rr.end())).to(sums.device());
+        DpoBatchLoss l = dpo_loss(sums.slice(0, 0, b), sums.slice(0, b, 2 * b), ref_chosen, ref_rejected, config.beta);
+        // Each micro-batch's mean loss weighs by its share of the step's pairs.
+        int64_t step_pairs = std::min(n, last_micro * config.batch_size) - first_micro * config.batch_size;
+        (l.loss * (double(b) / double(step_pairs))).backward();
+        pairs_in_step += b;
+        log.loss += l.loss.item<double>() * double(b);
+        log.chosen_reward += l.chosen_rewards.sum().item<double>();
+        log.rejected_reward += l.rejected_rewards.sum().item<double>();
+        log.accuracy += (l.chosen_rewards > l.rejected_rewards).to(at::kFloat).sum().item<double>();
+        log.margin += (l.chosen_rewards - l.rejected_rewards).sum().item<double>();
+      }
+      log.grad_norm = optimizer.step();
+      double k = double(std::max<int64_t>(1, pairs_in_step));
+      log.loss /= k;
+      log.chosen_reward /= k;
+      log.rejected_reward /= k;
+      log.accuracy /= k;
+      log.margin /= k;
+      log.ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+      result.tokens += log.tokens;
+      result.steps.push_back(log);
+      log_info("dpo step {}: loss {:.4f} reward chosen {:+.4f} rejected {:+.4f} acc {:.2f} margin {:+.4f} lr {:.2e} ({:.0f} ms)",
+               log.step, log.loss, log.chosen_reward, log.rejected_reward, log.accuracy, log.margin, log.lr, log.ms);
+      if (on_step) on_step(log);
+    }
+  }
+  model->eval();
+  result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return result;
+}
+
+}  // namespace rlrf

@@ -1,0 +1,52 @@
+// Preference pairs from rewarded responses: per user, the best of the N responses is chosen and
+// the worst rejected; users whose best and worst tie are skipped and counted. Pairs are exported for
+// other trainers: TRL (JSONL, conversational prompt/chosen/rejected) and LLaMA-Factory (alpaca-style
+// JSON with instruction/input/chosen/rejected plus its dataset_info.json).
+#pragma once
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+namespace rlrf {
+
+struct RewardedResponse {
+  int32_t user = 0;
+  int sample = 0;
+  double reward = 0;
+};
+
+struct SelectedPair {
+  int32_t user = 0;
+  int chosen_sample = 0, rejected_sample = 0;
+  double chosen_reward = 0, rejected_reward = 0;
+};
+
+struct PairSelection {
+  std::vector<SelectedPair> pairs;  // ordered by user
+  int64_t users = 0;                // users with at least one rewarded response
+  int64_t ties_skipped = 0;         // best == worst (within min_margin)
+  int64_t single_response = 0;      // users with fewer than two responses
+};
+
+// Picks best/worst per user. Among equal rewards the lower sample index wins both roles' ties
+// (deterministic). A pair needs best - worst > min_margin.
+PairSelection select_pairs(const std::vector<RewardedResponse>& rewarded, double min_margin = 0.0);
+
+struct PairText {
+  std::string user_id;  // raw id
+  std::string system, prompt;  // the prompt's system line and user message
+  std::string chosen, rejected;
+  double chosen_reward = 0, rejected_reward = 0;
+};
+
+// TRL's conversational preference format, one JSON object per line:
+// {"prompt": [{"role":"system",...},{"role":"user",...}], "chosen": [{"role":"assistant",...}],
+//  "rejected": [...], "user": "...", "chosen_reward": x, "rejected_reward": y}
+void export_trl_jsonl(const std::vector<PairText>& pairs, const std::filesystem::path& path);
+
+// LLaMA-Factory: `dir/<name>.json` (a JSON array of {"system","instruction","input","chosen","rejected"})
+// and `dir/dataset_info.json` registering it with "ranking": true (merged into an existing one).
+void export_llamafactory(const std::vector<PairText>& pairs, const std::filesystem::path& dir, const std::string& name);
+
+}  // namespace rlrf

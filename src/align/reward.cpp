@@ -1,0 +1,67 @@
+// The reward model: train a reranker on the current knowledge, score responses by reranking quality.
+#include "align/reward.h"
+
+#include <ATen/ATen.h>
+
+#include "encode/encoder.h"
+#include "rerank/knowledge_vectors.h"
+#include "util/config.h"
+#include "util/error.h"
+
+namespace rlrf {
+
+void RewardConfig::read(const ConfigSection& s) {
+  s.read("model", model);
+  s.read("metric", metric);
+  s.read("k", k);
+  s.read("train_knowledge", train_knowledge);
+  RLRF_CHECK(model == "dlcm" || model == "prm", "{}: model must be dlcm or prm, got \"{}\"", s.where(), model);
+  RLRF_CHECK(metric == "ndcg" || metric == "map", "{}: metric must be ndcg or map, got \"{}\"", s.where(), metric);
+  metric_k_index(k);
+  RLRF_CHECK(train_knowledge == "sample0" || train_knowledge == "profile",
+             "{}: train_knowledge must be sample0 or profile, got \"{}\"", s.where(), train_knowledge);
+}
+
+RewardModel train_reward_model(const PreparedData& data, const std::vector<std::string>& knowledge_texts,
+                               const RewardConfig& config, RerankConfig rerank, TextEncoder& encoder,
+                               const std::filesystem::path& cache_dir, bool user_history) {
+  RLRF_CHECK(knowledge_texts.size() == data.sequences.size(), "reward model: {} knowledge texts for {} users",
+             knowledge_texts.size(), data.sequences.size());
+  std::vector<int32_t> users(data.sequences.size());
+  for (size_t u = 0; u < users.size(); ++u) users[u] = static_cast<int32_t>(u);
+  RewardModel out;
+  KnowledgeSource item_source;
+  item_source.user = "none";
+  item_source.item = "metadata";
+  item_source.cache_dir = cache_dir;
+  out.kv = build_knowledge_vectors(data, item_source, encoder);
+  out.kv.user = encode_user_knowledge(data, users, knowledge_texts, encoder, cache_dir, user_history);
+  rerank.model = config.model;
+  out.reranker = train_reranker(data, out.kv, rerank);
+  return out;
+}
+
+std::vector<double> score_responses(const RewardModel& model, const PreparedData& data,
+                                    const std::vector<UserResponse>& responses, const RewardConfig& config,
+                                    TextEncoder& encoder, const std::filesystem::path& cache_dir, bool user_history) {
+  std::vector<int32_t> users;
+  std::vector<std::string> texts;
+  users.reserve(responses.size());
+  texts.reserve(responses.size());
+  for (const UserResponse& r : responses) {
+    RLRF_CHECK(r.user >= 0 && static_cast<size_t>(r.user) < data.sequences.size(), "reward: user index {} out of range", r.user);
+    RLRF_CHECK(data.sequences[static_cast<size_t>(r.user)].split == Split::kTrain,
+               "reward: user '{}' is not a training user; only training users feed rewards",
+               data.dataset.users[static_cast<size_t>(r.user)].raw_id);
+    users.push_back(r.user);
+    texts.push_back(r.text);
+  }
+  if (responses.empty()) return {};
+  at::Tensor vectors = encode_user_knowledge(data, users, texts, encoder, cache_dir, user_history);
+  RewardOptions options;
+  options.metric = config.metric;
+  options.k = config.k;
+  return knowledge_rewards(model.reranker, data, model.kv, users, vectors, options);
+}
+
+}  // namespace rlrf

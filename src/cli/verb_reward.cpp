@@ -1,0 +1,128 @@
+// `rlrf reward`: recommendation feedback for responses written anywhere (e.g. by vLLM): trains the
+// reward model on the train users, scores every train user's responses, picks best/worst pairs and
+// exports them for TRL and LLaMA-Factory.
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+
+#include <map>
+#include <nlohmann/json.hpp>
+
+#include "align/pairs.h"
+#include "align/reward.h"
+#include "cli/verbs.h"
+#include "encode/encoder.h"
+#include "knowledge/knowledge.h"
+#include "knowledge/prompts.h"
+#include "rerank/checkpoint.h"
+#include "util/config.h"
+#include "util/error.h"
+#include "util/files.h"
+#include "util/log.h"
+#include "util/strings.h"
+
+namespace {
+
+int run(int argc, char** argv) {
+  CLI::App app{"Rewards of knowledge texts from the recommender: a reranker trained on the train users (with [reward]\n"
+               "train_knowledge: each user's first response, or profile summaries) scores every train user's responses by\n"
+               "mean NDCG@K (or MAP@K) of their training lists; best/worst per user become pairs (TRL + LLaMA-Factory).\n"
+               "Responses JSONL: {\"user\": raw id, \"sample\": k (optional), \"text\": ...} per line.\n\n"
+               "example: rlrf reward --prepared runs/demo/prepared.bin --responses my_vllm_outputs.jsonl --out runs/rewards",
+               "rlrf reward"};
+  std::string prepared_path, responses_path, out_dir, config_path;
+  std::vector<std::string> sets;
+  app.add_option("--prepared", prepared_path, "prepared data (rlrf prepare)")->required();
+  app.add_option("--responses", responses_path, "responses JSONL")->required();
+  app.add_option("--out", out_dir, "output directory")->required();
+  app.add_option("--config", config_path, "TOML with [reward], [rerank], [knowledge], [prompt]");
+  app.add_option("--set", sets, "override: section.key=value (repeatable)");
+  CLI11_PARSE(app, argc, argv);
+  rlrf::ConfigFile file = config_path.empty() ? rlrf::ConfigFile::parse("", "(defaults)") : rlrf::ConfigFile::load(config_path);
+  for (const std::string& s : sets) file.set(s);
+  rlrf::RewardConfig reward;
+  reward.read(file.section("reward"));
+  rlrf::RerankConfig rerank;
+  rerank.read(file.section("rerank"));
+  rlrf::PromptConfig prompt;
+  prompt.read(file.section("prompt"));
+  std::string encoder_name = "glove", item = "metadata";
+  bool user_history = true;
+  rlrf::ConfigSection ks = file.section("knowledge");
+  ks.read("encoder", encoder_name);
+  ks.read("item", item);
+  ks.read("user_history", user_history);
+
+  rlrf::PreparedData data = rlrf::load_prepared(prepared_path);
+  std::map<std::string, int32_t> by_raw;
+  for (size_t u = 0; u < data.dataset.users.size(); ++u) by_raw[data.dataset.users[u].raw_id] = static_cast<int32_t>(u);
+  std::vector<rlrf::UserResponse> all;
+  std::map<int32_t, int> next_sample;
+  int line_no = 0;
+  for (const std::string& line : rlrf::read_lines(responses_path)) {
+    ++line_no;
+    if (rlrf::trim(line).empty()) continue;
+    std::string where = responses_path + ":" + std::to_string(line_no);
+    nlohmann::json j;
+    try {
+      j = nlohmann::json::parse(line);
+    } catch (const nlohmann::json::exception& e) {
+      rlrf::fail("{}: not valid JSON: {}", where, e.what());
+    }
+    RLRF_CHECK(j.is_object() && j.contains("user") && j.contains("text") && j["text"].is_string(), "{}: expected \"user\" and \"text\"", where);
+    std::string raw = j["user"].is_string() ? j["user"].get<std::string>() : j["user"].dump();
+    auto it = by_raw.find(raw);
+    RLRF_CHECK(it != by_raw.end(), "{}: unknown user '{}'", where, raw);
+    int sample = j.contains("sample") ? j["sample"].get<int>() : next_sample[it->second];
+    next_sample[it->second] = sample + 1;
+    all.push_back({it->second, sample, j["text"].get<std::string>()});
+  }
+  std::vector<std::string> texts(data.sequences.size());
+  if (reward.train_knowledge == "profile") {
+    for (size_t u = 0; u < texts.size(); ++u) texts[u] = rlrf::user_profile_summary(data, static_cast<int32_t>(u));
+  } else {
+    std::map<int32_t, int> first;
+    for (const rlrf::UserResponse& r : all)
+      if (!first.count(r.user) || r.sample < first[r.user]) {
+        first[r.user] = r.sample;
+        texts[static_cast<size_t>(r.user)] = r.text;
+      }
+  }
+  std::filesystem::path out(out_dir);
+  std::unique_ptr<rlrf::TextEncoder> encoder = rlrf::make_encoder(encoder_name);
+  rlrf::RewardModel model = rlrf::train_reward_model(data, texts, reward, rerank, *encoder, out / "cache", user_history);
+  rlrf::save_reranker(model.reranker, out / "reward_model.rrk");
+  std::vector<rlrf::UserResponse> train;
+  for (const rlrf::UserResponse& r : all)
+    if (data.sequences[static_cast<size_t>(r.user)].split == rlrf::Split::kTrain) train.push_back(r);
+  std::vector<double> rewards = rlrf::score_responses(model, data, train, reward, *encoder, out / "cache", user_history);
+  std::string rows;
+  std::vector<rlrf::RewardedResponse> rewarded;
+  for (size_t i = 0; i < train.size(); ++i) {
+    rows += nlohmann::json({{"user", data.dataset.users[static_cast<size_t>(train[i].user)].raw_id}, {"sample", train[i].sample},
+                            {"reward", rewards[i]}})
+                .dump() +
+            "\n";
+    rewarded.push_back({train[i].user, train[i].sample, rewards[i]});
+  }
+  rlrf::write_file_atomic(out / "rewards.jsonl", rows);
+  rlrf::PairSelection sel = rlrf::select_pairs(rewarded);
+  std::map<std::pair<int32_t, int>, const std::string*> text_of;
+  for (const rlrf::UserResponse& r : train) text_of[{r.user, r.sample}] = &r.text;
+  std::vector<rlrf::PairText> pairs;
+  for (const rlrf::SelectedPair& p : sel.pairs) {
+    rlrf::UserPrompt up = rlrf::build_user_prompt(data, p.user, prompt);
+    pairs.push_back({data.dataset.users[static_cast<size_t>(p.user)].raw_id, up.system, up.user, *text_of.at({p.user, p.chosen_sample}),
+                     *text_of.at({p.user, p.rejected_sample}), p.chosen_reward, p.rejected_reward});
+  }
+  rlrf::export_trl_jsonl(pairs, out / "pairs.trl.jsonl");
+  rlrf::export_llamafactory(pairs, out, "rlrf_pairs");
+  std::printf("%zu responses of %zu train users scored (%zu responses of other users ignored: test users never feed a reward)\n"
+              "%zu pairs, %lld ties skipped -> %s\n",
+              train.size(), static_cast<size_t>(sel.users), all.size() - train.size(), sel.pairs.size(),
+              static_cast<long long>(sel.ties_skipped), (out / "pairs.trl.jsonl").c_str());
+  return 0;
+}
+
+rlrf::cli::VerbRegistration reg({"reward", "rewards of responses from the recommender, best/worst pairs exported", 40, run});
+
+}  // namespace

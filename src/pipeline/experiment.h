@@ -1,0 +1,70 @@
+// Results of reranking experiments (rows of a table: a baseline or a model with some knowledge,
+// trained with several seeds) and the statistics users read them with: mean +- std over seeds,
+// paired differences between two rows over the same seeds, and a sign test over users.
+// Written as JSON by `rlrf rerank` and `rlrf run`, read by `rlrf compare`.
+#pragma once
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json_fwd.hpp>
+
+#include "rerank/metrics.h"
+
+namespace rlrf {
+
+struct SeedResult {
+  int64_t seed = 0;
+  MetricTable test;               // means over the test lists
+  int best_epoch = 0;             // 0 for baselines
+  double best_valid_map5 = 0;
+  std::vector<int32_t> users;     // per-user test means, for sign tests
+  std::vector<ListMetrics> per_user;
+};
+
+struct RowResult {
+  std::string name;   // "random order", "popularity", "no knowledge", "profile", "KAR (round 0)", ...
+  std::string model;  // "dlcm" | "prm" | "" for baselines
+  std::vector<SeedResult> seeds;
+};
+
+struct ExperimentResults {
+  std::string dataset, setting;
+  std::vector<RowResult> rows;
+  const RowResult* find(const std::string& name, const std::string& model) const;
+};
+
+struct MeanStd {
+  double mean = 0, std = 0;  // std: sample standard deviation over seeds (0 for one seed)
+};
+// "map" or "ndcg" at K over the row's seeds.
+MeanStd row_stat(const RowResult& row, const std::string& metric, int k);
+
+struct PairedComparison {
+  std::string metric;
+  int k = 5;
+  int64_t seeds = 0;             // seeds both rows have
+  double mean_a = 0, mean_b = 0;
+  double mean_diff = 0;          // a - b, mean over common seeds
+  double diff_std = 0;           // sample std of the per-seed differences
+  int64_t users = 0;             // users both rows scored
+  int64_t users_a_better = 0, users_b_better = 0, users_tied = 0;  // per-user means over seeds
+  double sign_test_p = 1;        // two-sided exact binomial test on the untied users
+};
+PairedComparison compare_rows(const RowResult& a, const RowResult& b, const std::string& metric, int k);
+
+// Two-sided exact sign test p-value for `plus` successes among `plus + minus` trials.
+double sign_test_p_value(int64_t plus, int64_t minus);
+
+nlohmann::json to_json(const ExperimentResults& r);
+ExperimentResults experiment_from_json(const nlohmann::json& j, const std::string& where);
+void save_experiment(const ExperimentResults& r, const std::filesystem::path& path);
+ExperimentResults load_experiment(const std::filesystem::path& path);
+
+// A markdown table: one line per row, "mean ± std" of MAP@K and NDCG@K for the given Ks.
+std::string markdown_table(const ExperimentResults& r, const std::vector<int>& ks = {1, 3, 5, 7, 10});
+// A markdown table of paired comparisons (a vs b) for MAP@K and NDCG@K.
+std::string markdown_comparisons(const std::vector<std::pair<std::string, PairedComparison>>& rows);
+
+}  // namespace rlrf

@@ -1,0 +1,46 @@
+// The RLRF loop (the paper's Algorithm 1): SFT warm start (optional), then for each round generate
+// N responses per user, reward them with the recommender, pair best and worst, and train the policy
+// with DPO; finally regenerate with the last policy, evaluate every round's knowledge, and report.
+#include "pipeline/run.h"
+
+#include <chrono>
+
+#include "pipeline/stages.h"
+#include "util/error.h"
+#include "util/log.h"
+#include "util/runtime.h"
+
+namespace rlrf {
+
+void run_pipeline(const RunConfig& config, const RunOptions& options) {
+  static const char* kStages[] = {"prepare", "sft", "generate", "reward", "pairs", "dpo", "evaluate", "report"};
+  bool known = options.until.empty();
+  for (const char* s : kStages) known = known || options.until == s;
+  RLRF_CHECK(known, "unknown stage '{}' for --until (prepare, sft, generate, reward, pairs, dpo, evaluate, report)", options.until);
+  if (config.run.threads > 0) init_threads(config.run.threads);
+  auto start = std::chrono::steady_clock::now();
+  RunContext ctx = open_run(config);
+  auto stop = [&](const char* stage) { return options.until == stage; };
+  if (stop("prepare")) return;
+  stage_sft(ctx);
+  if (stop("sft")) return;
+  const int rounds = config.run.rounds;
+  for (int r = 0; r <= rounds; ++r) {
+    stage_generate(ctx, r);
+    if (stop("generate")) return;
+    stage_reward(ctx, r);
+    if (stop("reward")) return;
+    if (r == rounds) break;
+    stage_pairs(ctx, r);
+    if (stop("pairs")) return;
+    stage_dpo(ctx, r + 1);
+    if (stop("dpo") && r + 1 == rounds) return;
+  }
+  stage_evaluate(ctx);
+  if (stop("evaluate")) return;
+  stage_report(ctx);
+  double minutes = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() / 60.0;
+  log_info("run: finished in {:.1f} min; report at {}", minutes, (ctx.dir / "report.md").string());
+}
+
+}  // namespace rlrf

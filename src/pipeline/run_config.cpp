@@ -1,0 +1,102 @@
+// The run configuration: every stage's struct read from its [section], with strict key checks.
+#include "pipeline/run_config.h"
+
+#include "util/error.h"
+#include "util/files.h"
+
+namespace rlrf {
+
+void RunSection::read(const ConfigSection& s) {
+  s.read("dir", dir);
+  s.read("rounds", rounds);
+  s.read("threads", threads);
+  s.read("max_users", max_users);
+  RLRF_CHECK(rounds >= 0, "{}: rounds must be >= 0", s.where());
+  RLRF_CHECK(!dir.empty(), "{}: dir must not be empty", s.where());
+}
+
+void ModelSection::read(const ConfigSection& s) {
+  s.read("path", path);
+  s.read("tokenizer", tokenizer);
+  s.read("dtype", dtype);
+  s.read("device", device);
+  s.read("chat_template", chat_template);
+  s.read("max_context", max_context);
+}
+
+void GenerateConfig::read(const ConfigSection& s) {
+  s.read("n", n);
+  s.read("temperature", temperature);
+  s.read("top_p", top_p);
+  s.read("top_k", top_k);
+  s.read("max_new_tokens", max_new_tokens);
+  s.read("batch_size", batch_size);
+  s.read("seed", seed);
+  s.read("chunk", chunk);
+  RLRF_CHECK(n >= 1, "{}: n must be >= 1 (2 or more to form pairs)", s.where());
+  RLRF_CHECK(max_new_tokens >= 1 && batch_size >= 1 && chunk >= 1, "{}: max_new_tokens, batch_size, chunk must be >= 1", s.where());
+}
+
+void KnowledgeConfig::read(const ConfigSection& s) {
+  s.read("encoder", encoder);
+  s.read("item", item);
+  s.read("user_history", user_history);
+}
+
+void EvalConfig::read(const ConfigSection& s) {
+  s.read("models", models);
+  s.read("seeds", seeds);
+  s.read("profile_row", profile_row);
+  for (const std::string& m : models) RLRF_CHECK(m == "dlcm" || m == "prm", "{}: unknown model \"{}\" (dlcm, prm)", s.where(), m);
+  RLRF_CHECK(!seeds.empty(), "{}: seeds must not be empty", s.where());
+}
+
+RunConfig RunConfig::from_file(const ConfigFile& file) {
+  static const char* kSections[] = {"run", "prepare", "model", "prompt", "generate", "sft",
+                                    "knowledge", "reward", "rerank", "dpo", "eval"};
+  ConfigSection root = file.section("");
+  for (const char* name : kSections) root.sub(name);  // marks them known
+  root.check_no_unknown_keys();
+
+  RunConfig c;
+  c.file = file;
+  c.source = file.path();
+  auto read = [&](const char* name, auto& target) {
+    ConfigSection s = file.section(name);
+    target.read(s);
+    s.check_no_unknown_keys();
+  };
+  read("run", c.run);
+  read("prepare", c.prepare);
+  read("model", c.model);
+  read("prompt", c.prompt);
+  read("generate", c.generate);
+  read("sft", c.sft);
+  read("knowledge", c.knowledge);
+  read("reward", c.reward);
+  read("rerank", c.rerank);
+  read("dpo", c.dpo);
+  read("eval", c.eval);
+  return c;
+}
+
+std::string RunConfig::sections_text(const std::vector<std::string>& names) const {
+  std::string out;
+  for (const std::string& n : names) out += "[" + n + "]\n" + file.section(n).canonical() + "\n";
+  return out;
+}
+
+std::filesystem::path expand_path(const std::string& path) {
+  std::string out = path;
+  auto replace = [&](const std::string& key, const std::filesystem::path& value) {
+    for (size_t pos = out.find(key); pos != std::string::npos; pos = out.find(key)) {
+      RLRF_CHECK(!value.empty(), "path '{}' uses {} but no such directory was found (set RLRF_SHARED)", path, key);
+      out.replace(pos, key.size(), value.string());
+    }
+  };
+  replace("{shared}", shared_dir());
+  replace("{deps}", deps_dir());
+  return out;
+}
+
+}  // namespace rlrf

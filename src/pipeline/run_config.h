@@ -1,0 +1,91 @@
+// The configuration of a whole RLRF run (`rlrf run CONFIG.toml`): one struct per stage, each read
+// from its own [section]. Unknown sections and keys are errors. Paths may use {shared} (the shared
+// directory: data, models, tokenizers) and {deps} (what scripts/setup.sh installed).
+#pragma once
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "align/dpo.h"
+#include "align/reward.h"
+#include "align/sft.h"
+#include "data/prepare.h"
+#include "knowledge/prompts.h"
+#include "rerank/reranker.h"
+#include "util/config.h"
+
+namespace rlrf {
+
+struct RunSection {
+  std::string dir = "runs/demo";  // the run directory (relative to the working directory)
+  int rounds = 2;                 // DPO rounds (the paper's Algorithm 1 iterations)
+  int threads = 0;                // 0: all cores
+  int max_users = 0;              // > 0: only the first N users of each split order (smoke runs)
+  void read(const ConfigSection& s);
+};
+
+struct ModelSection {
+  std::string path = "{shared}/models/tinystories-656k";  // a Hugging Face model directory
+  std::string tokenizer;          // empty: the model directory
+  std::string dtype = "fp32";     // fp32 | bf16
+  std::string device = "auto";    // auto | cpu | cuda | cuda:N
+  std::string chat_template = "auto";  // auto (from tokenizer_config.json) | llama3 | chatml | none
+  int max_context = 0;            // 0: the model's max_position_embeddings
+  void read(const ConfigSection& s);
+};
+
+struct GenerateConfig {
+  int n = 4;                  // responses per user (the paper's N)
+  double temperature = 1.0;
+  double top_p = 1.0;
+  int top_k = 0;
+  int max_new_tokens = 96;
+  int batch_size = 64;
+  int64_t seed = 1234;
+  int chunk = 256;            // responses written per transaction (what a crash can lose at most)
+  void read(const ConfigSection& s);
+};
+
+struct KnowledgeConfig {
+  std::string encoder = "glove";
+  std::string item = "metadata";  // metadata | file:PATH (KAR item knowledge)
+  bool user_history = true;       // encode history + ". " + knowledge (KAR); false: knowledge alone
+  void read(const ConfigSection& s);
+};
+
+struct EvalConfig {
+  std::vector<std::string> models = {"dlcm", "prm"};
+  std::vector<int> seeds = {1, 2, 3};
+  bool profile_row = true;  // also evaluate the profile-summary knowledge
+  void read(const ConfigSection& s);
+};
+
+struct RunConfig {
+  std::string source;  // the config's path, or "(embedded demo)"
+  RunSection run;
+  PrepareConfig prepare;
+  ModelSection model;
+  PromptConfig prompt;
+  GenerateConfig generate;
+  SftConfig sft;
+  KnowledgeConfig knowledge;
+  RewardConfig reward;
+  RerankConfig rerank;
+  DpoConfig dpo;
+  EvalConfig eval;
+  ConfigFile file;  // the parsed TOML, for stage fingerprints
+
+  // Parses every section; `overrides` are "section.key=value" assignments applied first.
+  static RunConfig from_file(const ConfigFile& file);
+  // Canonical text of the named sections (fingerprint input).
+  std::string sections_text(const std::vector<std::string>& names) const;
+};
+
+// The demo configuration compiled into the program (configs/demo.toml).
+const std::string& embedded_demo_config();
+
+// Replaces {shared} and {deps} in a configured path.
+std::filesystem::path expand_path(const std::string& path);
+
+}  // namespace rlrf

@@ -1,0 +1,162 @@
+// Opening a run: directory and store, prepared data, tokenizer, prompts fitted to the context.
+#include "pipeline/run_context.h"
+
+#include <algorithm>
+
+#include "knowledge/prompts.h"
+#include "llm/checkpoint.h"
+#include "llm/lora.h"
+#include "text/chat_template.h"
+#include "util/error.h"
+#include "util/files.h"
+#include "util/log.h"
+#include "util/runtime.h"
+#include "util/sha256.h"
+#include "util/strings.h"
+
+namespace rlrf {
+
+std::string fingerprint(const std::vector<std::string>& parts) {
+  Sha256 h;
+  for (const std::string& p : parts) {
+    h.update(p);
+    h.update(std::string_view("\x1f\x1e", 2));
+  }
+  return h.hex_digest();
+}
+
+bool stage_current(const RunContext& ctx, const std::string& stage, const std::string& fp) {
+  auto stored = ctx.store->stage_fingerprint(stage);
+  return stored && *stored == fp;
+}
+
+std::filesystem::path RunContext::model_dir(int round) const {
+  return dir / "models" / ("round" + std::to_string(round));
+}
+
+static std::string prepare_fingerprint(const RunConfig& c) {
+  return fingerprint({kPipelineVersion, "prepare", c.sections_text({"prepare"})});
+}
+
+RunContext open_run(const RunConfig& config) {
+  RunContext ctx;
+  ctx.config = config;
+  ctx.dir = config.run.dir;
+  ensure_dir(ctx.dir);
+  ctx.store = std::make_unique<RunStore>(ctx.dir / "run.sqlite");
+  ctx.device = resolve_device(config.model.device);
+  write_file_atomic(ctx.dir / "config.toml", config.file.canonical() + "\n");
+
+  // Prepared data: reused when its fingerprint matches.
+  std::string fp = prepare_fingerprint(config);
+  std::filesystem::path prepared = ctx.dir / "prepared.bin";
+  if (stage_current(ctx, "prepare", fp) && std::filesystem::exists(prepared)) {
+    ctx.data = load_prepared(prepared);
+    log_info("prepare: current ({})", prepared.string());
+  } else {
+    PrepareConfig pc = config.prepare;
+    if (!pc.data_dir.empty()) pc.data_dir = expand_path(pc.data_dir).string();
+    log_info("prepare: loading {} from {}", pc.dataset, data_dir(pc.data_dir).string());
+    Dataset ds = load_configured_dataset(pc);
+    ctx.data = prepare(ds, pc);
+    save_prepared(ctx.data, prepared);
+    ctx.store->mark_stage_done("prepare", fp);
+    PrepareCounts n = count(ctx.data);
+    log_info("prepare: {} users, {} items, {} interactions; lists train {} valid {} test {}", n.users, n.items,
+             n.interactions, n.lists_per_split[0], n.lists_per_split[1], n.lists_per_split[2]);
+  }
+  ctx.prepared_fingerprint = fp;
+
+  // Users taking part: those with lists, at most max_users per split.
+  std::vector<int> has_lists(ctx.data.sequences.size(), 0);
+  for (const RerankList& l : ctx.data.lists) has_lists[static_cast<size_t>(l.user)] = 1;
+  int per_split[3] = {0, 0, 0};
+  for (size_t u = 0; u < ctx.data.sequences.size(); ++u) {
+    if (!has_lists[u]) continue;
+    int s = static_cast<int>(ctx.data.sequences[u].split);
+    if (config.run.max_users > 0 && per_split[s] >= config.run.max_users) continue;
+    ++per_split[s];
+    ctx.users.push_back(static_cast<int32_t>(u));
+  }
+  log_info("run: {} users take part (train {}, valid {}, test {})", ctx.users.size(), per_split[0], per_split[1], per_split[2]);
+
+  // Tokenizer, chat template and prompts fitted to the context.
+  std::filesystem::path model_path = expand_path(config.model.path);
+  std::filesystem::path tok_path = config.model.tokenizer.empty() ? model_path : expand_path(config.model.tokenizer);
+  ctx.tokenizer = Tokenizer::load(tok_path);
+  ctx.chat_template = resolve_chat_template(ctx.tokenizer, config.model.chat_template == "auto" ? "" : config.model.chat_template);
+  llm::ModelConfig mc = llm::ModelConfig::load(model_path);
+  ctx.max_context = config.model.max_context > 0 ? config.model.max_context : static_cast<int>(mc.max_position_embeddings);
+  int max_prompt = ctx.max_context - config.generate.max_new_tokens;
+  RLRF_CHECK(max_prompt > 16, "model context {} leaves no room for prompts with max_new_tokens {}", ctx.max_context,
+             config.generate.max_new_tokens);
+  ctx.prompts.resize(ctx.data.sequences.size());
+  ctx.prompt_ids.resize(ctx.data.sequences.size());
+  auto render = [&](const UserPrompt& p) {
+    return encode_chat(ctx.tokenizer, {{"system", p.system}, {"user", p.user}}, true, ctx.chat_template);
+  };
+  int64_t cut = 0, total_tokens = 0;
+  for (int32_t u : ctx.users) {
+    UserPrompt p = build_user_prompt_fitting(ctx.data, u, config.prompt, max_prompt,
+                                             [&](const UserPrompt& q) { return static_cast<int>(render(q).size()); });
+    if (p.history_items < ctx.data.sequences[static_cast<size_t>(u)].prefix_len) ++cut;
+    ctx.prompt_ids[static_cast<size_t>(u)] = render(p);
+    total_tokens += static_cast<int64_t>(ctx.prompt_ids[static_cast<size_t>(u)].size());
+    ctx.prompts[static_cast<size_t>(u)] = std::move(p);
+  }
+  log_info("prompts: template {}, mean {:.0f} tokens, {} of {} cut to fit {} tokens", ctx.chat_template,
+           ctx.users.empty() ? 0.0 : double(total_tokens) / double(ctx.users.size()), cut, ctx.users.size(), max_prompt);
+
+  ctx.encoder = make_encoder(config.knowledge.encoder);
+  return ctx;
+}
+
+std::string policy_fingerprint(const RunContext& ctx, int round) {
+  const RunConfig& c = ctx.config;
+  std::string base = fingerprint({kPipelineVersion, "model", c.sections_text({"model"})});
+  if (c.sft.enabled) base = fingerprint({base, "sft", ctx.prepared_fingerprint, c.sections_text({"sft", "prompt", "generate"})});
+  if (round == 0) return base;
+  // Round r's policy: DPO on round r-1's pairs, which depend on round r-1's responses and rewards.
+  return fingerprint({"dpo", std::to_string(round), policy_fingerprint(ctx, round - 1),
+                      c.sections_text({"prompt", "generate", "reward", "rerank", "knowledge", "dpo"}), ctx.prepared_fingerprint});
+}
+
+llm::LlamaForCausalLM load_policy(const RunContext& ctx, int round) {
+  const RunConfig& c = ctx.config;
+  llm::ModelOptions options;
+  options.device = ctx.device;
+  options.dtype = llm::parse_dtype(c.model.dtype);
+  std::filesystem::path base = expand_path(c.model.path);
+  bool sft_full = c.sft.enabled && c.sft.finetune == "full";
+  if (sft_full) base = ctx.sft_dir();
+  // Full DPO fine-tunes save whole models: the latest one replaces everything before it.
+  int first_adapter = 1;
+  if (c.dpo.finetune == "full" && round > 0) {
+    base = ctx.model_dir(round);
+    first_adapter = round + 1;
+  }
+  llm::LlamaForCausalLM model = llm::load_model(base, options);
+  if (c.sft.enabled && c.sft.finetune == "lora" && !(c.dpo.finetune == "full" && round > 0)) {
+    llm::load_lora(model, ctx.sft_dir() / "adapter");
+    llm::merge_lora(model);
+  }
+  for (int r = first_adapter; r <= round; ++r) {
+    llm::load_lora(model, ctx.model_dir(r) / "adapter");
+    llm::merge_lora(model);
+  }
+  model->eval();
+  return model;
+}
+
+std::vector<std::string> round_knowledge_texts(const RunContext& ctx, int round) {
+  std::vector<std::string> texts(ctx.data.sequences.size());
+  for (const StoredResponse& r : ctx.store->responses(round))
+    if (r.sample == 0) texts[static_cast<size_t>(r.user)] = r.text;
+  return texts;
+}
+
+std::string response_text(const RunContext& ctx, const std::vector<int32_t>& ids) {
+  return std::string(trim(ctx.tokenizer.decode(ids, true)));
+}
+
+}  // namespace rlrf

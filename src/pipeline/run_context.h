@@ -1,0 +1,68 @@
+// What every stage of a run shares: the configuration, the run directory and its store, the
+// prepared data, the tokenizer, the prompts and the text encoder; plus how a stage decides that its
+// outputs are current (a fingerprint of its inputs and config) and how the policy of round r is
+// rebuilt (base or SFT model, then each round's adapters merged in order).
+#pragma once
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "data/prepare.h"
+#include "encode/encoder.h"
+#include "llm/llama.h"
+#include "pipeline/run_config.h"
+#include "pipeline/run_store.h"
+#include "text/tokenizer.h"
+
+namespace rlrf {
+
+// Bumped when a stage's outputs change meaning, so old runs are redone rather than misread.
+inline constexpr const char* kPipelineVersion = "rlrf-pipeline-1";
+
+struct RunContext {
+  RunConfig config;
+  std::filesystem::path dir;
+  std::unique_ptr<RunStore> store;
+  PreparedData data;
+  std::string prepared_fingerprint;
+  Tokenizer tokenizer;
+  std::string chat_template;  // resolved: llama3 | chatml | none
+  int max_context = 0;
+  std::string device;          // resolved
+  std::unique_ptr<TextEncoder> encoder;
+  std::vector<int32_t> users;  // users taking part (those with lists, max_users applied), ascending
+  // Per user (indexed by user): the prompt shown to the LLM and its rendered ids (empty for users
+  // not taking part).
+  std::vector<UserPrompt> prompts;
+  std::vector<std::vector<int32_t>> prompt_ids;
+
+  std::filesystem::path path(const std::string& rel) const { return dir / rel; }
+  std::filesystem::path encode_cache() const { return dir / "cache" / "encode"; }
+  std::filesystem::path model_dir(int round) const;  // where round r's policy (adapter or model) lives
+  std::filesystem::path sft_dir() const { return dir / "models" / "sft"; }
+};
+
+// SHA-256 over the parts, joined with a separator that cannot occur in them.
+std::string fingerprint(const std::vector<std::string>& parts);
+
+// True when `stage` finished with exactly `fp`.
+bool stage_current(const RunContext& ctx, const std::string& stage, const std::string& fp);
+
+// Opens the run directory, prepares (or loads) the data, the tokenizer, prompts and encoder.
+RunContext open_run(const RunConfig& config);
+
+// Fingerprints of the policy of each round (the model that generates round r's responses).
+std::string policy_fingerprint(const RunContext& ctx, int round);
+
+// Loads the policy that generates round r: the base model (or the SFT model), then round 1..r's
+// adapters merged in order (or round r's full model).
+llm::LlamaForCausalLM load_policy(const RunContext& ctx, int round);
+
+// Knowledge texts per user (indexed by user) from round r's sample-0 responses ("" when missing).
+std::vector<std::string> round_knowledge_texts(const RunContext& ctx, int round);
+
+// The rendered chat messages of user u's prompt (for exports): system and user message.
+std::string response_text(const RunContext& ctx, const std::vector<int32_t>& ids);
+
+}  // namespace rlrf

@@ -1,0 +1,320 @@
+// The run report: report.md with the results table, paired comparisons, rewards and DPO figures,
+// sample responses; SVG plots beside it (metrics per round, DPO loss and margins, chosen vs
+// rejected rewards, reward distribution per round).
+#include <fmt/format.h>
+
+#include <map>
+#include <nlohmann/json.hpp>
+
+#include "pipeline/experiment.h"
+#include "pipeline/stages.h"
+#include "pipeline/svg_plot.h"
+#include "util/files.h"
+#include "util/log.h"
+
+namespace rlrf {
+namespace {
+
+struct RoundRewards {
+  int model_round, round;
+  std::map<std::pair<int32_t, int>, double> by_key;
+  double mean() const {
+    double s = 0;
+    for (auto& [k, v] : by_key) s += v;
+    return by_key.empty() ? 0 : s / double(by_key.size());
+  }
+  // Per user mean over samples.
+  std::map<int32_t, double> per_user() const {
+    std::map<int32_t, std::pair<double, int>> acc;
+    for (auto& [k, v] : by_key) {
+      acc[k.first].first += v;
+      acc[k.first].second += 1;
+    }
+    std::map<int32_t, double> out;
+    for (auto& [u, p] : acc) out[u] = p.first / p.second;
+    return out;
+  }
+};
+
+RoundRewards load_rewards(const RunContext& ctx, int model_round, int round) {
+  RoundRewards r{model_round, round, {}};
+  for (const StoredReward& x : ctx.store->rewards(model_round, round)) r.by_key[{x.user, x.sample}] = x.reward;
+  return r;
+}
+
+std::string svg_link(const std::string& file, const std::string& alt) { return fmt::format("![{}]({})\n\n", alt, file); }
+
+}  // namespace
+
+void stage_report(RunContext& ctx) {
+  const RunConfig& c = ctx.config;
+  std::string md;
+  md += "# RLRF4Rec run report\n\n";
+  md += fmt::format("Config: `{}` (copy in `config.toml`). Dataset {} (setting `{}`), model `{}`, {} rounds, N = {} responses per user.\n\n",
+                    c.source, ctx.data.dataset.name, ctx.data.config.setting, c.model.path, c.run.rounds, c.generate.n);
+  PrepareCounts n = count(ctx.data);
+  md += fmt::format("Data: {} users, {} items, {} interactions; rerank lists train {} / valid {} / test {} "
+                    "(positive rate {:.3f} / {:.3f} / {:.3f}; lists without a positive {:.1f}% / {:.1f}% / {:.1f}%). "
+                    "{} users take part in generation.\n\n",
+                    n.users, n.items, n.interactions, n.lists_per_split[0], n.lists_per_split[1], n.lists_per_split[2],
+                    n.positive_rate[0], n.positive_rate[1], n.positive_rate[2], 100 * n.lists_without_positive[0],
+                    100 * n.lists_without_positive[1], 100 * n.lists_without_positive[2], ctx.users.size());
+
+  // Results table.
+  std::filesystem::path results_path = ctx.dir / "results.json";
+  if (std::filesystem::exists(results_path)) {
+    ExperimentResults res = load_experiment(results_path);
+    md += "## Test metrics\n\n";
+    md += fmt::format("Rerankers retrained on each knowledge source, seeds {}; mean ± std over seeds. Test users only; "
+                      "model selection on validation users.\n\n",
+                      nlohmann::json(c.eval.seeds).dump());
+    md += markdown_table(res, {1, 3, 5, 7, 10});
+    md += "\n";
+    // Paired comparisons: each round against the KAR row, knowledge against none.
+    std::vector<std::pair<std::string, PairedComparison>> comps;
+    for (const std::string& model : c.eval.models) {
+      const RowResult* none = res.find("no knowledge", model);
+      const RowResult* kar = nullptr;
+      for (const RowResult& r : res.rows)
+        if (r.model == model && r.name.rfind("KAR", 0) == 0) kar = &r;
+      for (const RowResult& r : res.rows) {
+        if (r.model != model) continue;
+        const RowResult* base = r.name.rfind("RLRF4Rec", 0) == 0 ? kar : (r.name == "no knowledge" ? nullptr : none);
+        if (!base) continue;
+        for (const char* metric : {"ndcg", "map"})
+          comps.push_back({fmt::format("{}: {} vs {}", model, r.name, base->name), compare_rows(r, *base, metric, 5)});
+      }
+    }
+    if (!comps.empty()) {
+      md += "### Paired comparisons (@5)\n\nDifferences over the same seeds and users; the sign test counts users whose "
+            "mean over seeds is higher in A than in B.\n\n";
+      md += markdown_comparisons(comps) + "\n";
+    }
+    // Metrics per round plot.
+    LineChart chart;
+    chart.title = "Test NDCG@5 / MAP@5 by knowledge source";
+    chart.y_label = "test metric @5";
+    std::vector<std::string> names;
+    for (const RowResult& r : res.rows)
+      if (!r.model.empty() && r.model == c.eval.models.front()) names.push_back(r.name);
+    chart.x_tick_labels = names;
+    for (const std::string& model : c.eval.models) {
+      for (const char* metric : {"ndcg", "map"}) {
+        PlotSeries s;
+        s.label = fmt::format("{} {}@5", model, metric == std::string("map") ? "MAP" : "NDCG");
+        for (size_t i = 0; i < names.size(); ++i) {
+          const RowResult* r = res.find(names[i], model);
+          if (!r) continue;
+          MeanStd ms = row_stat(*r, metric, 5);
+          s.x.push_back(double(i));
+          s.y.push_back(ms.mean);
+          s.y_err.push_back(ms.std);
+        }
+        chart.series.push_back(std::move(s));
+      }
+    }
+    chart.width = 820;
+    write_file_atomic(ctx.dir / "metrics_by_round.svg", render_svg(chart));
+    md += svg_link("metrics_by_round.svg", "metrics by knowledge source");
+  }
+
+  // Rewards: did DPO raise the reward of regenerated knowledge on train users?
+  md += "## Rewards of training users' responses\n\n";
+  md += fmt::format("Reward = mean {}@{} over the user's training lists with the response standing in for the user's knowledge "
+                    "(reward model: {} trained on {} knowledge).\n\n",
+                    c.reward.metric == "map" ? "MAP" : "NDCG", c.reward.k, c.reward.model, c.reward.train_knowledge);
+  md += "| responses of | scored by reward model of | responses | mean reward | pairs | ties skipped | mean chosen | mean rejected |\n|---|---|---|---|---|---|---|---|\n";
+  Histogram hist;
+  hist.title = "Reward distribution per round";
+  hist.x_label = "reward";
+  LineChart cr;
+  cr.title = "Rewards of chosen vs rejected responses";
+  cr.x_label = "round";
+  cr.y_label = "mean reward";
+  PlotSeries chosen_s{"chosen", {}, {}, {}}, rejected_s{"rejected", {}, {}, {}}, all_s{"all responses", {}, {}, {}};
+  for (int r = 0; r <= c.run.rounds; ++r) {
+    for (int m : {reward_model_round(ctx, r), r > 0 ? reward_model_round(ctx, r - 1) : -1}) {
+      if (m < 0) continue;
+      RoundRewards rr = load_rewards(ctx, m, r);
+      if (rr.by_key.empty()) continue;
+      std::string pairs = "-", ties = "-", ch = "-", rej = "-";
+      if (m == reward_model_round(ctx, r)) {
+        if (auto doc = ctx.store->doc(fmt::format("pairs/{}", r))) {
+          auto j = nlohmann::json::parse(*doc);
+          pairs = std::to_string(j.value("pairs", 0));
+          ties = std::to_string(j.value("ties_skipped", 0));
+        }
+        // chosen/rejected means from the rewards themselves
+        std::map<int32_t, std::pair<double, double>> best_worst;
+        for (auto& [k, v] : rr.by_key) {
+          auto it = best_worst.find(k.first);
+          if (it == best_worst.end()) best_worst[k.first] = {v, v};
+          else {
+            it->second.first = std::max(it->second.first, v);
+            it->second.second = std::min(it->second.second, v);
+          }
+        }
+        double sc = 0, sr = 0;
+        for (auto& [u, bw] : best_worst) {
+          sc += bw.first;
+          sr += bw.second;
+        }
+        if (!best_worst.empty()) {
+          ch = fmt::format("{:.4f}", sc / double(best_worst.size()));
+          rej = fmt::format("{:.4f}", sr / double(best_worst.size()));
+          chosen_s.x.push_back(r);
+          chosen_s.y.push_back(sc / double(best_worst.size()));
+          rejected_s.x.push_back(r);
+          rejected_s.y.push_back(sr / double(best_worst.size()));
+          all_s.x.push_back(r);
+          all_s.y.push_back(rr.mean());
+        }
+        std::vector<double> values;
+        for (auto& [k, v] : rr.by_key) values.push_back(v);
+        hist.labels.push_back(fmt::format("round {}", r));
+        hist.samples.push_back(std::move(values));
+      }
+      md += fmt::format("| round {} | round {} | {} | {:.4f} | {} | {} | {} | {} |\n", r, m, rr.by_key.size(), rr.mean(), pairs, ties, ch, rej);
+    }
+  }
+  md += "\n";
+  // Same reward model, before vs after DPO: paired over users.
+  std::string dpo_effect;
+  for (int r = 1; r <= c.run.rounds; ++r) {
+    int m = reward_model_round(ctx, r - 1);
+    RoundRewards before = load_rewards(ctx, m, r - 1), after = load_rewards(ctx, m, r);
+    if (before.by_key.empty() || after.by_key.empty()) continue;
+    auto b = before.per_user(), a = after.per_user();
+    int64_t up = 0, down = 0, same = 0;
+    double diff = 0;
+    int64_t users = 0;
+    for (auto& [u, v] : a) {
+      auto it = b.find(u);
+      if (it == b.end()) continue;
+      ++users;
+      diff += v - it->second;
+      if (v > it->second + 1e-12) ++up;
+      else if (v < it->second - 1e-12) ++down;
+      else ++same;
+    }
+    dpo_effect += fmt::format("| {} → {} | {} | {:.4f} | {:.4f} | {:+.4f} | {} / {} / {} | {:.3g} |\n", r - 1, r, m, before.mean(),
+                              after.mean(), users ? diff / double(users) : 0.0, up, down, same, sign_test_p_value(up, down));
+  }
+  if (!dpo_effect.empty()) {
+    md += "### Did DPO raise the reward? (same reward model, training users, mean over N responses per user)\n\n";
+    md += "| rounds | reward model | before | after | mean change per user | users up / down / same | sign test p |\n|---|---|---|---|---|---|---|\n";
+    md += dpo_effect + "\n";
+  }
+  if (!hist.samples.empty()) {
+    write_file_atomic(ctx.dir / "reward_distribution.svg", render_svg(hist));
+    cr.series = {chosen_s, rejected_s, all_s};
+    write_file_atomic(ctx.dir / "rewards_chosen_rejected.svg", render_svg(cr));
+    md += svg_link("rewards_chosen_rejected.svg", "chosen vs rejected rewards");
+    md += svg_link("reward_distribution.svg", "reward distribution");
+  }
+
+  // Training logs.
+  auto sft_logs = ctx.store->logs("sft");
+  if (auto doc = ctx.store->doc("sft")) {
+    auto j = nlohmann::json::parse(*doc);
+    md += "## SFT warm start\n\n";
+    md += fmt::format("{} training examples ({} finetune); validation loss per token {:.4f} → {:.4f}; {:.1f} s.\n\n",
+                      j.value("train_examples", 0), c.sft.finetune, j.value("valid_loss_before", 0.0), j.value("valid_loss_after", 0.0),
+                      j.value("seconds", 0.0));
+    LineChart sc;
+    sc.title = "SFT training loss";
+    sc.x_label = "step";
+    sc.y_label = "loss per token";
+    PlotSeries s{"train loss", {}, {}, {}};
+    for (auto& [round, step, json] : sft_logs) {
+      s.x.push_back(step);
+      s.y.push_back(nlohmann::json::parse(json).value("loss", 0.0));
+    }
+    sc.series = {s};
+    write_file_atomic(ctx.dir / "sft_loss.svg", render_svg(sc));
+    md += svg_link("sft_loss.svg", "SFT loss");
+  }
+  auto dpo_logs = ctx.store->logs("dpo");
+  if (!dpo_logs.empty()) {
+    md += "## DPO\n\n";
+    md += fmt::format("beta {}, lr {}, batch {} × accumulation {}, {} epochs, {} ({}).\n\n", c.dpo.beta, c.dpo.lr, c.dpo.batch_size,
+                      c.dpo.grad_accum, c.dpo.epochs, c.dpo.finetune, c.dpo.schedule);
+    md += "| round | pairs | steps | first loss | last loss | last accuracy | last margin | seconds | tokens/s |\n|---|---|---|---|---|---|---|---|---|\n";
+    LineChart lc, mc;
+    lc.title = "DPO loss";
+    lc.x_label = "optimizer step (all rounds)";
+    lc.y_label = "loss";
+    mc.title = "DPO implicit rewards and margin";
+    mc.x_label = "optimizer step (all rounds)";
+    mc.y_label = "beta * log ratio";
+    PlotSeries loss{"loss", {}, {}, {}}, ch{"chosen reward", {}, {}, {}}, rj{"rejected reward", {}, {}, {}}, mg{"margin", {}, {}, {}};
+    int x = 0;
+    std::map<int, std::vector<nlohmann::json>> per_round;
+    for (auto& [round, step, json] : dpo_logs) {
+      auto j = nlohmann::json::parse(json);
+      per_round[round].push_back(j);
+      loss.x.push_back(x);
+      loss.y.push_back(j.value("loss", 0.0));
+      ch.x.push_back(x);
+      ch.y.push_back(j.value("chosen_reward", 0.0));
+      rj.x.push_back(x);
+      rj.y.push_back(j.value("rejected_reward", 0.0));
+      mg.x.push_back(x);
+      mg.y.push_back(j.value("margin", 0.0));
+      ++x;
+    }
+    for (auto& [round, steps] : per_round) {
+      auto doc = ctx.store->doc(fmt::format("dpo/{}", round));
+      auto d = doc ? nlohmann::json::parse(*doc) : nlohmann::json::object();
+      md += fmt::format("| {} | {} | {} | {:.4f} | {:.4f} | {:.2f} | {:+.4f} | {:.1f} | {:.0f} |\n", round, d.value("pairs", 0), steps.size(),
+                        steps.front().value("loss", 0.0), steps.back().value("loss", 0.0), steps.back().value("accuracy", 0.0),
+                        steps.back().value("margin", 0.0), d.value("seconds", 0.0), d.value("tokens_per_second", 0.0));
+    }
+    md += "\n";
+    lc.series = {loss};
+    mc.series = {ch, rj, mg};
+    write_file_atomic(ctx.dir / "dpo_loss.svg", render_svg(lc));
+    write_file_atomic(ctx.dir / "dpo_rewards.svg", render_svg(mc));
+    md += svg_link("dpo_loss.svg", "DPO loss") + svg_link("dpo_rewards.svg", "DPO rewards and margin");
+  }
+
+  // Generation throughput and one example.
+  md += "## Generation\n\n| round | responses | new tokens | seconds | tokens/s |\n|---|---|---|---|---|\n";
+  for (int r = 0; r <= c.run.rounds; ++r) {
+    if (auto doc = ctx.store->doc(fmt::format("generate/{}", r))) {
+      auto j = nlohmann::json::parse(*doc);
+      md += fmt::format("| {} | {} | {} | {:.1f} | {:.0f} |\n", r, ctx.store->count_responses(r), j.value("new_tokens", 0),
+                        j.value("seconds", 0.0), j.value("tokens_per_second", 0.0));
+    }
+  }
+  md += "\n";
+  int32_t example_user = -1;
+  for (int32_t u : ctx.users)
+    if (ctx.data.sequences[static_cast<size_t>(u)].split == Split::kTrain) {
+      example_user = u;
+      break;
+    }
+  if (example_user >= 0) {
+    md += fmt::format("### Example: training user {}\n\nPrompt (user message):\n\n> {}\n\n",
+                      ctx.data.dataset.users[static_cast<size_t>(example_user)].raw_id, ctx.prompts[static_cast<size_t>(example_user)].user);
+    for (int r = 0; r <= c.run.rounds; ++r) {
+      RoundRewards rr = load_rewards(ctx, reward_model_round(ctx, r), r);
+      for (const StoredResponse& resp : ctx.store->responses(r)) {
+        if (resp.user != example_user) continue;
+        auto it = rr.by_key.find({resp.user, resp.sample});
+        std::string reward = it == rr.by_key.end() ? "" : fmt::format(" (reward {:.4f})", it->second);
+        std::string text = resp.text;
+        for (auto& ch2 : text)
+          if (ch2 == '\n') ch2 = ' ';
+        md += fmt::format("- round {} sample {}{}: {}\n", r, resp.sample, reward, text);
+      }
+    }
+    md += "\n";
+  }
+  md += "Pairs for other trainers: `pairs/round*.trl.jsonl` (TRL) and `pairs/rlrf_round*.json` with `pairs/dataset_info.json` "
+        "(LLaMA-Factory). Knowledge per round: `knowledge/round*.jsonl`. Adapters (PEFT layout): `models/round*/adapter`.\n";
+  write_file_atomic(ctx.dir / "report.md", md);
+  log_info("report: {}", (ctx.dir / "report.md").string());
+}
+
+}  // namespace rlrf
