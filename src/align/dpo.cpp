@@ -29,6 +29,7 @@ void DpoConfig::read(const ConfigSection& s) {
   s.read("weight_decay", weight_decay);
   s.read("max_grad_norm", max_grad_norm);
   s.read("finetune", finetune);
+  s.read("shuffle", shuffle);
   int64_t seed_value = static_cast<int64_t>(seed);
   s.read("seed", seed_value);
   seed = static_cast<uint64_t>(seed_value);
@@ -110,7 +111,7 @@ DpoResult train_dpo(llm::LlamaForCausalLM& model, const std::vector<PreferencePa
   model->train();
   for (int epoch = 0; epoch < config.epochs; ++epoch) {
     std::iota(order.begin(), order.end(), 0);
-    std::shuffle(order.begin(), order.end(), rng);
+    if (config.shuffle) std::shuffle(order.begin(), order.end(), rng);
     for (int64_t s = 0; s < steps_per_epoch; ++s) {
       auto t0 = std::chrono::steady_clock::now();
       DpoStepLog log;

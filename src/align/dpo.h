@@ -30,6 +30,7 @@ struct DpoConfig {
   std::string finetune = "lora";  // lora | full
   llm::LoraConfig lora;           // [dpo.lora]
   uint64_t seed = 0;              // pair order per epoch
+  bool shuffle = true;            // false: pairs in the given order (reference checks)
   void read(const ConfigSection& s);
 };
 

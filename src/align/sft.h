@@ -27,6 +27,7 @@ struct SftConfig {
   std::string finetune = "full";  // full | lora
   llm::LoraConfig lora;           // [sft.lora]
   uint64_t seed = 0;
+  bool shuffle = true;  // false: examples in the given order
   void read(const ConfigSection& s);
 };
 
