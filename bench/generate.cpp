@@ -1,0 +1,154 @@
+// bench_generate: generated tokens/s of the LLM engine (tinystories-656k by default) at several
+// batch sizes and dtypes, next to this machine's measured matmul throughput for the model's own
+// shapes, so the figure reads as a fraction of what the matmuls alone could reach.
+//
+//   bench_generate [--model DIR] [--new-tokens 128] [--batches 1,16,64] [--dtypes fp32,bf16] [--threads N]
+//
+// Model FLOPs per generated token = 2 x (matmul parameters, lm_head included, embedding lookup
+// excluded) + 4 x layers x context x (heads x head_dim) for attention scores and values, with the
+// context averaged over the generated span. Timings are the best of several runs (the machine may
+// be shared).
+#include <ATen/ATen.h>
+#include <c10/core/InferenceMode.h>
+
+#include <chrono>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "llm/checkpoint.h"
+#include "llm/generate.h"
+#include "util/files.h"
+#include "util/runtime.h"
+#include "util/strings.h"
+
+using namespace rlrf::llm;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+struct Shape {
+  int64_t n, k;  // weight [n, k]
+  int64_t count;  // how many such matmuls per token
+};
+
+// The matmul shapes of one decoding step (per token).
+std::vector<Shape> model_shapes(const ModelConfig& c) {
+  const int64_t h = c.hidden_size;
+  return {{c.q_dim(), h, c.num_hidden_layers},        {c.kv_dim(), h, 2 * c.num_hidden_layers},
+          {h, c.q_dim(), c.num_hidden_layers},        {c.intermediate_size, h, 2 * c.num_hidden_layers},
+          {h, c.intermediate_size, c.num_hidden_layers}, {c.vocab_size, h, 1}};
+}
+
+// Seconds per call of `f`: the best of many short trials (the machine may be shared; the best
+// trial is the least disturbed one).
+template <typename F>
+double best_time(F&& f, int trials = 30, double trial_seconds = 0.01) {
+  for (int i = 0; i < 5; ++i) f();  // warm up
+  double best = 1e30;
+  for (int t = 0; t < trials; ++t) {
+    int reps = 0;
+    auto t0 = Clock::now();
+    do {
+      f();
+      ++reps;
+    } while (seconds_since(t0) < trial_seconds);
+    best = std::min(best, seconds_since(t0) / reps);
+  }
+  return best;
+}
+
+// GFLOP/s of the model's matmuls at batch m: total flops of one step's matmuls over their time.
+double matmul_gflops(const ModelConfig& c, int64_t m, at::ScalarType dtype) {
+  c10::InferenceMode guard;
+  double flops = 0, secs = 0;
+  for (const Shape& s : model_shapes(c)) {
+    at::Tensor x = at::randn({m, s.k}).to(dtype), w = at::randn({s.n, s.k}).to(dtype);
+    flops += 2.0 * m * s.n * s.k * s.count;
+    secs += best_time([&] { at::linear(x, w); }) * s.count;
+  }
+  return flops / secs / 1e9;
+}
+
+double square_matmul_gflops(int64_t n, at::ScalarType dtype) {
+  c10::InferenceMode guard;
+  at::Tensor a = at::randn({n, n}).to(dtype), b = at::randn({n, n}).to(dtype);
+  return 2.0 * n * n * n / best_time([&] { at::matmul(a, b); }, 10, 0.05) / 1e9;
+}
+
+std::vector<int64_t> parse_list(const std::string& s) {
+  std::vector<int64_t> out;
+  for (auto p : rlrf::split(s, ",")) out.push_back(*rlrf::parse_int(rlrf::trim(p)));
+  return out;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string model_dir = (rlrf::shared_dir() / "models" / "tinystories-656k").string();
+  int64_t new_tokens = 128;
+  std::string batches = "1,16,64", dtypes = "fp32,bf16";
+  int threads = 0;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    std::string a = argv[i], v = argv[i + 1];
+    if (a == "--model") model_dir = v;
+    else if (a == "--new-tokens") new_tokens = std::stoll(v);
+    else if (a == "--batches") batches = v;
+    else if (a == "--dtypes") dtypes = v;
+    else if (a == "--threads") threads = std::stoi(v);
+    else {
+      std::fprintf(stderr, "unknown option %s\n", a.c_str());
+      return 1;
+    }
+  }
+  threads = rlrf::init_threads(threads);
+  const ModelConfig config = ModelConfig::load(model_dir);
+  const std::vector<int32_t> prompt = {1, 80, 147, 201, 282, 57};  // "Once upon a time"
+  const double ctx = prompt.size() + new_tokens / 2.0;             // mean attended length
+  int64_t matmul_params = 0;
+  for (const Shape& s : model_shapes(config)) matmul_params += s.n * s.k * s.count;
+  const double flops_per_token =
+      2.0 * matmul_params + 4.0 * config.num_hidden_layers * ctx * config.num_attention_heads * config.head_dim;
+  std::printf("model %s: %lld parameters (%lld in matmuls), %.2f MFLOP per generated token (context ~%.0f)\n",
+              model_dir.c_str(), static_cast<long long>(config.num_parameters()), static_cast<long long>(matmul_params),
+              flops_per_token / 1e6, ctx);
+  std::printf("threads %d; %lld new tokens per sequence, no stop tokens, temperature 1\n\n", threads,
+              static_cast<long long>(new_tokens));
+  for (std::string_view dname : rlrf::split(dtypes, ",")) {
+    const at::ScalarType dtype = parse_dtype(std::string(dname));
+    std::printf("%s: square 1024 matmul %.1f GFLOP/s\n", std::string(dname).c_str(), square_matmul_gflops(1024, dtype));
+  }
+  std::printf("\n%-5s %6s %12s %12s %14s %10s\n", "dtype", "batch", "tokens/s", "GFLOP/s", "matmul GFLOP/s", "fraction");
+  for (std::string_view dname : rlrf::split(dtypes, ",")) {
+    ModelOptions o;
+    o.dtype = parse_dtype(std::string(dname));
+    LlamaForCausalLM model = load_model(model_dir, o);
+    for (int64_t b : parse_list(batches)) {
+      std::vector<GenerateRequest> reqs;
+      for (int64_t i = 0; i < b; ++i) reqs.push_back({prompt, i, {}});
+      GenerateOptions g;
+      g.max_new_tokens = new_tokens;
+      g.batch_size = b;
+      g.sampling.temperature = 1.0;
+      g.threads = threads;  // as asked, not generate's automatic choice
+      generate(model, reqs, g);  // warm up
+      double best = 0;
+      for (int rep = 0; rep < 5; ++rep) {
+        auto t0 = Clock::now();
+        auto out = generate(model, reqs, g);
+        double secs = seconds_since(t0);
+        int64_t n = 0;
+        for (auto& c : out) n += static_cast<int64_t>(c.ids.size());
+        best = std::max(best, n / secs);
+      }
+      const double achieved = best * flops_per_token / 1e9;
+      const double peak = matmul_gflops(config, b, o.dtype);
+      std::printf("%-5s %6lld %12.0f %12.2f %14.2f %9.1f%%\n", std::string(dname).c_str(), static_cast<long long>(b), best,
+                  achieved, peak, 100.0 * achieved / peak);
+      std::fflush(stdout);
+    }
+  }
+  return 0;
+}

@@ -1,0 +1,194 @@
+// Batched generation with left padding, a preallocated KV cache and per-sequence stops and seeds.
+#include "llm/generate.h"
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <c10/core/InferenceMode.h>
+
+#include <algorithm>
+#include <memory>
+#include <numeric>
+#include <unordered_set>
+
+#include "llm/kv_cache.h"
+#include "util/error.h"
+#include "util/log.h"
+#include "util/progress.h"
+
+namespace rlrf::llm {
+
+namespace {
+
+at::Tensor long_tensor(const std::vector<int64_t>& v, int64_t rows, int64_t cols, const at::Device& dev) {
+  at::Tensor t = at::empty({rows, cols}, at::TensorOptions().dtype(at::kLong));
+  std::copy(v.begin(), v.end(), t.data_ptr<int64_t>());
+  return dev.is_cpu() ? t : t.to(dev);
+}
+
+// Decodes one batch of requests (indices into `requests`) to completion.
+void run_batch(LlamaForCausalLM& model, const std::vector<GenerateRequest>& requests, const std::vector<size_t>& batch,
+               const GenerateOptions& options, std::vector<Completion>& out, const TokenCallback& on_token,
+               Progress* progress) {
+  const int64_t B = static_cast<int64_t>(batch.size());
+  const int64_t max_new = options.max_new_tokens;
+  if (max_new == 0) {
+    for (size_t r : batch) out[r].finish_reason = "length";
+    return;
+  }
+  const at::Device dev = model->device();
+  int64_t Lp = 0;
+  bool any_pad = false;
+  for (size_t r : batch) Lp = std::max<int64_t>(Lp, static_cast<int64_t>(requests[r].prompt.size()));
+  const int64_t capacity = Lp + max_new;
+
+  // Left-padded prompts: row b's tokens sit in slots [Lp - len_b, Lp) with positions 0..len_b-1.
+  std::vector<int64_t> ids(B * Lp, 0), pos(B * Lp, 0);
+  at::Tensor valid = at::zeros({B, capacity}, at::TensorOptions().dtype(at::kBool));
+  std::vector<int64_t> next_pos(B);  // position of the next token of each row
+  for (int64_t b = 0; b < B; ++b) {
+    const auto& p = requests[batch[b]].prompt;
+    const int64_t len = static_cast<int64_t>(p.size()), pad = Lp - len;
+    any_pad |= pad > 0;
+    for (int64_t j = 0; j < len; ++j) {
+      ids[b * Lp + pad + j] = p[j];
+      pos[b * Lp + pad + j] = j;
+    }
+    valid[b].narrow(0, pad, len).fill_(true);
+    next_pos[b] = len;
+  }
+  valid = valid.to(dev);
+
+  KVCache cache = KVCache::allocate(model->config(), B, capacity, model->options().tensor_options());
+  at::Tensor h = model->hidden_states(long_tensor(ids, B, Lp, dev), long_tensor(pos, B, Lp, dev),
+                                      any_pad ? valid.narrow(1, 0, Lp) : at::Tensor(), &cache);
+  at::Tensor logits = model->logits(h.select(1, Lp - 1));  // [B, V] fp32
+
+  // Per-row state (rows are compacted when sequences finish).
+  std::vector<size_t> row_req(batch.begin(), batch.end());
+  std::vector<Rng> rngs;
+  std::vector<std::unordered_set<int32_t>> stops;
+  for (size_t r : batch) {
+    rngs.emplace_back(sequence_seed(options.sampling.seed, requests[r].prompt, requests[r].sample_index));
+    stops.emplace_back(options.stop_ids.begin(), options.stop_ids.end());
+    stops.back().insert(requests[r].stop_ids.begin(), requests[r].stop_ids.end());
+  }
+  std::vector<char> alive(B, 1);
+  std::vector<int32_t> tokens;
+  std::vector<float> logprobs;
+  int64_t rows = B;
+  for (int64_t step = 0;; ++step) {
+    sample_tokens(logits, options.sampling, rngs, tokens, logprobs);
+    int64_t n_alive = 0;
+    for (int64_t b = 0; b < rows; ++b) {
+      if (!alive[b]) continue;
+      Completion& c = out[row_req[b]];
+      c.ids.push_back(tokens[b]);
+      c.logprobs.push_back(logprobs[b]);
+      if (on_token) on_token(row_req[b], tokens[b]);
+      if (stops[b].count(tokens[b])) {
+        c.finish_reason = "stop";
+      } else if (static_cast<int64_t>(c.ids.size()) >= max_new) {
+        c.finish_reason = "length";
+      } else {
+        ++n_alive;
+        continue;
+      }
+      alive[b] = 0;
+      if (progress) progress->advance();
+    }
+    if (n_alive == 0) break;
+    // Drop finished rows once they are a quarter of the batch (a compaction copies the cache).
+    if (rows - n_alive >= std::max<int64_t>(1, rows / 4)) {
+      std::vector<int64_t> keep;
+      for (int64_t b = 0; b < rows; ++b)
+        if (alive[b]) keep.push_back(b);
+      at::Tensor idx = long_tensor(keep, static_cast<int64_t>(keep.size()), 1, dev).view({-1});
+      cache.keep_rows(idx);
+      valid = valid.index_select(0, idx);
+      auto compact = [&](auto& v) {
+        std::remove_reference_t<decltype(v)> w;
+        for (int64_t b : keep) w.push_back(std::move(v[b]));
+        v = std::move(w);
+      };
+      compact(row_req);
+      compact(rngs);
+      compact(stops);
+      compact(next_pos);
+      compact(tokens);
+      rows = static_cast<int64_t>(keep.size());
+      alive.assign(rows, 1);
+    }
+    std::vector<int64_t> next(rows), npos(rows);
+    for (int64_t b = 0; b < rows; ++b) {
+      next[b] = alive[b] ? tokens[b] : 0;
+      npos[b] = next_pos[b]++;
+    }
+    const int64_t slot = cache.length;
+    at::Tensor key_valid;
+    if (any_pad) {
+      valid.select(1, slot).fill_(true);
+      key_valid = valid.narrow(1, 0, slot + 1);
+    }
+    logits = model->forward(long_tensor(next, rows, 1, dev), long_tensor(npos, rows, 1, dev), key_valid, &cache)
+                 .select(1, 0);  // [rows, V]
+  }
+}
+
+}  // namespace
+
+std::vector<Completion> generate(LlamaForCausalLM& model, const std::vector<GenerateRequest>& requests,
+                                 const GenerateOptions& options, const TokenCallback& on_token) {
+  RLRF_CHECK(options.max_new_tokens >= 0, "max_new_tokens must be >= 0, got {}", options.max_new_tokens);
+  RLRF_CHECK(options.batch_size >= 1, "batch_size must be >= 1, got {}", options.batch_size);
+  RLRF_CHECK(options.sampling.top_k >= 0, "top_k must be >= 0, got {}", options.sampling.top_k);
+  RLRF_CHECK(options.sampling.top_p > 0, "top_p must be > 0, got {}", options.sampling.top_p);
+  const int64_t vocab = model->config().vocab_size;
+  for (size_t i = 0; i < requests.size(); ++i) {
+    RLRF_CHECK(!requests[i].prompt.empty(), "generate: prompt {} is empty (it needs at least a BOS token)", i);
+    for (int32_t id : requests[i].prompt)
+      RLRF_CHECK(id >= 0 && id < vocab, "generate: prompt {} holds token id {} outside the vocabulary [0, {})", i, id, vocab);
+  }
+  size_t longest = 0;
+  for (const GenerateRequest& r : requests) longest = std::max(longest, r.prompt.size());
+  if (static_cast<int64_t>(longest) + options.max_new_tokens > model->config().max_position_embeddings) {
+    log_warn("generate: prompts of up to {} tokens + {} new tokens exceed the model's {} positions "
+             "(max_position_embeddings); quality may drop past them",
+             longest, options.max_new_tokens, model->config().max_position_embeddings);
+  }
+  std::vector<Completion> out(requests.size());
+  std::vector<size_t> order(requests.size());
+  std::iota(order.begin(), order.end(), 0);
+  if (options.sort_by_length) {
+    std::stable_sort(order.begin(), order.end(),
+                     [&](size_t a, size_t b) { return requests[a].prompt.size() < requests[b].prompt.size(); });
+  }
+  const bool was_training = model->is_training();
+  model->eval();
+  const int threads_before = at::get_num_threads();
+  int threads = options.threads;
+  if (threads <= 0) {
+    const double step_flops = 2.0 * model->config().num_parameters() * std::min<size_t>(requests.size(), options.batch_size);
+    threads = step_flops < 1e8 ? 1 : threads_before;
+  }
+  if (threads != threads_before) at::set_num_threads(threads);
+  std::unique_ptr<Progress> progress;
+  if (options.progress) progress = std::make_unique<Progress>("generate", static_cast<int64_t>(requests.size()), "sequences");
+  try {
+    c10::InferenceMode guard;
+    for (size_t start = 0; start < order.size(); start += options.batch_size) {
+      size_t end = std::min(order.size(), start + static_cast<size_t>(options.batch_size));
+      std::vector<size_t> batch(order.begin() + start, order.begin() + end);
+      run_batch(model, requests, batch, options, out, on_token, progress.get());
+    }
+  } catch (...) {
+    if (was_training) model->train();
+    if (threads != threads_before) at::set_num_threads(threads_before);
+    throw;
+  }
+  if (progress) progress->finish();
+  if (was_training) model->train();
+  if (threads != threads_before) at::set_num_threads(threads_before);
+  return out;
+}
+
+}  // namespace rlrf::llm

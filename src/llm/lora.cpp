@@ -1,0 +1,230 @@
+// LoRA adapters on the Llama model: apply, on/off, merge, trainable parameters, PEFT save/load.
+#include "llm/lora.h"
+
+#include <ATen/ATen.h>
+#include <torch/csrc/autograd/grad_mode.h>
+
+#include <cmath>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <regex>
+#include <set>
+
+#include "llm/safetensors.h"
+#include "llm/sampler.h"
+#include "util/config.h"
+#include "util/error.h"
+#include "util/files.h"
+#include "util/log.h"
+#include "util/strings.h"
+
+namespace rlrf::llm {
+
+namespace {
+
+using json = nlohmann::json;
+
+bool matches(const std::string& path, const LoraConfig& c) {
+  if (!c.target_regex.empty()) return std::regex_match(path, std::regex(c.target_regex));
+  for (const std::string& t : c.target_modules) {
+    if (t == "all-linear") {
+      if (path != "lm_head") return true;
+      continue;
+    }
+    if (path == t || ends_with(path, "." + t)) return true;
+  }
+  return false;
+}
+
+std::vector<std::pair<std::string, Linear>> adapted(LlamaForCausalLM& model) {
+  std::vector<std::pair<std::string, Linear>> out;
+  for (auto& [name, lin] : model->named_linears())
+    if (lin->has_lora()) out.emplace_back(name, lin);
+  return out;
+}
+
+}  // namespace
+
+void LoraConfig::read(const ConfigSection& s) {
+  s.read("r", r);
+  s.read("alpha", alpha);
+  s.read("dropout", dropout);
+  s.read("use_rslora", use_rslora);
+  s.read("target_modules", target_modules);
+  int64_t seed_value = static_cast<int64_t>(seed);
+  s.read("seed", seed_value);
+  seed = static_cast<uint64_t>(seed_value);
+}
+
+std::vector<std::string> apply_lora(LlamaForCausalLM& model, const LoraConfig& config) {
+  RLRF_CHECK(config.r > 0, "LoRA r must be positive, got {}", config.r);
+  RLRF_CHECK(!config.target_modules.empty() || !config.target_regex.empty(), "LoRA target_modules is empty");
+  for (auto& p : model->parameters()) p.set_requires_grad(false);
+  LoraSpec spec{config.r, config.alpha, config.dropout, config.use_rslora};
+  std::vector<std::string> names;
+  auto linears = model->named_linears();
+  for (size_t i = 0; i < linears.size(); ++i) {
+    auto& [name, lin] = linears[i];
+    if (!matches(name, config)) {
+      lin->remove_lora();
+      continue;
+    }
+    Rng mix(config.seed ^ (0x9e3779b97f4a7c15ull * (i + 1)));
+    lin->add_lora(spec, mix.next_u64());
+    names.push_back(name);
+  }
+  RLRF_CHECK(!names.empty(), "LoRA target_modules [{}] match no linear layer of the model (names are like q_proj, "
+             "k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj)", join(config.target_modules, ", "));
+  return names;
+}
+
+bool has_lora(LlamaForCausalLM& model) { return !adapted(model).empty(); }
+
+void set_lora_enabled(LlamaForCausalLM& model, bool enabled) {
+  for (auto& [name, lin] : model->named_linears()) lin->set_lora_enabled(enabled);
+}
+
+void merge_lora(LlamaForCausalLM& model) {
+  for (auto& [name, lin] : model->named_linears()) lin->merge_lora();
+}
+
+void enable_full_finetune(LlamaForCausalLM& model) {
+  RLRF_CHECK(!has_lora(model), "full fine-tuning asked for, but the model has LoRA adapters (merge them first)");
+  for (auto& p : model->parameters()) p.set_requires_grad(true);
+}
+
+std::vector<std::pair<std::string, at::Tensor>> named_trainable_parameters(LlamaForCausalLM& model) {
+  std::vector<std::pair<std::string, at::Tensor>> out;
+  const bool lora = has_lora(model);
+  for (auto& item : model->named_parameters(true)) {
+    const bool is_lora = item.key().find(".lora_") != std::string::npos;
+    if (lora ? is_lora : item.value().requires_grad()) out.emplace_back(item.key(), item.value());
+  }
+  return out;
+}
+
+std::vector<at::Tensor> trainable_parameters(LlamaForCausalLM& model) {
+  std::vector<at::Tensor> out;
+  for (auto& [name, t] : named_trainable_parameters(model)) out.push_back(t);
+  return out;
+}
+
+void save_lora(LlamaForCausalLM& model, const LoraConfig& config, const fs::path& dir, at::ScalarType dtype) {
+  auto layers = adapted(model);
+  RLRF_CHECK(!layers.empty(), "save_lora: the model has no LoRA adapters to save to '{}'", dir.string());
+  std::vector<NamedTensor> tensors;
+  std::set<std::string> modules;
+  for (auto& [name, lin] : layers) {
+    tensors.push_back({kPeftPrefix + name + ".lora_A.weight", lin->lora_A->weight.detach().to(dtype)});
+    tensors.push_back({kPeftPrefix + name + ".lora_B.weight", lin->lora_B->weight.detach().to(dtype)});
+    modules.insert(name.substr(name.rfind('.') + 1));
+  }
+  const LoraSpec& spec = layers.front().second->lora_spec();
+  json j;
+  j["peft_type"] = "LORA";
+  j["task_type"] = "CAUSAL_LM";
+  j["base_model_name_or_path"] = config.base_model_name_or_path;
+  j["r"] = spec.r;
+  if (spec.alpha == std::floor(spec.alpha)) j["lora_alpha"] = static_cast<int64_t>(spec.alpha);
+  else j["lora_alpha"] = spec.alpha;
+  j["lora_dropout"] = spec.dropout;
+  if (!config.target_regex.empty()) j["target_modules"] = config.target_regex;
+  else j["target_modules"] = std::vector<std::string>(modules.begin(), modules.end());
+  j["bias"] = "none";
+  j["fan_in_fan_out"] = false;
+  j["inference_mode"] = true;
+  j["init_lora_weights"] = true;
+  j["use_rslora"] = spec.use_rslora;
+  j["use_dora"] = false;
+  j["modules_to_save"] = nullptr;
+  j["layers_to_transform"] = nullptr;
+  j["layers_pattern"] = nullptr;
+  j["rank_pattern"] = json::object();
+  j["alpha_pattern"] = json::object();
+  j["revision"] = nullptr;
+  ensure_dir(dir);
+  save_safetensors(dir / "adapter_model.safetensors", tensors, {{"format", "pt"}});
+  write_file_atomic(dir / "adapter_config.json", j.dump(2) + "\n");
+}
+
+LoraConfig load_lora(LlamaForCausalLM& model, const fs::path& dir) {
+  const fs::path cfg_path = dir / "adapter_config.json";
+  json j;
+  try {
+    j = json::parse(read_file(cfg_path));
+  } catch (const json::exception& e) {
+    fail("'{}' is not valid JSON: {}", cfg_path.string(), e.what());
+  }
+  const std::string where = cfg_path.string();
+  RLRF_CHECK(j.is_object(), "'{}' should hold a JSON object", where);
+  auto get = [&](const char* key) -> const json* { return j.contains(key) && !j[key].is_null() ? &j[key] : nullptr; };
+  const json* pt = get("peft_type");
+  RLRF_CHECK(pt && pt->is_string() && pt->get<std::string>() == "LORA", "'{}': peft_type is {}, not \"LORA\"", where,
+             pt ? pt->dump() : "missing");
+  LoraConfig c;
+  const json* r = get("r");
+  RLRF_CHECK(r && r->is_number_integer() && r->get<int64_t>() > 0, "'{}': \"r\" should be a positive integer", where);
+  c.r = r->get<int64_t>();
+  const json* a = get("lora_alpha");
+  RLRF_CHECK(a && a->is_number(), "'{}': \"lora_alpha\" should be a number", where);
+  c.alpha = a->get<double>();
+  if (const json* d = get("lora_dropout")) c.dropout = d->get<double>();
+  if (const json* rs = get("use_rslora")) c.use_rslora = rs->get<bool>();
+  if (const json* d = get("use_dora")) RLRF_CHECK(!d->get<bool>(), "'{}': DoRA adapters (use_dora) are not supported", where);
+  if (const json* b = get("bias")) {
+    RLRF_CHECK(b->is_string() && b->get<std::string>() == "none", "'{}': bias {} is not supported (only \"none\")", where,
+               b->dump());
+  }
+  if (const json* f = get("fan_in_fan_out")) RLRF_CHECK(!f->get<bool>(), "'{}': fan_in_fan_out = true is not supported", where);
+  for (const char* key : {"rank_pattern", "alpha_pattern"}) {
+    if (const json* p = get(key)) RLRF_CHECK(p->empty(), "'{}': {} is not supported", where, key);
+  }
+  for (const char* key : {"modules_to_save", "layers_to_transform", "layer_replication"}) {
+    if (const json* p = get(key)) RLRF_CHECK(p->empty(), "'{}': {} is not supported", where, key);
+  }
+  if (const json* t = get("task_type"); t && t->is_string() && t->get<std::string>() != "CAUSAL_LM")
+    log_warn("'{}': task_type is {}, expected CAUSAL_LM", where, t->get<std::string>());
+  if (const json* b = get("base_model_name_or_path"); b && b->is_string()) c.base_model_name_or_path = b->get<std::string>();
+  const json* tm = get("target_modules");
+  if (!tm) {
+    c.target_modules = {"q_proj", "v_proj"};  // PEFT's default for Llama-family models
+  } else if (tm->is_string()) {
+    if (tm->get<std::string>() == "all-linear") c.target_modules = {"all-linear"};
+    else c.target_regex = tm->get<std::string>();
+  } else {
+    RLRF_CHECK(tm->is_array(), "'{}': target_modules should be a list or a string", where);
+    c.target_modules = tm->get<std::vector<std::string>>();
+  }
+
+  const fs::path weights = dir / "adapter_model.safetensors";
+  RLRF_CHECK(fs::exists(weights), "'{}' does not exist (only safetensors adapters are read; adapter_model.bin is not)",
+             weights.string());
+  SafetensorsFile file = SafetensorsFile::open(weights);
+  std::vector<std::string> names = apply_lora(model, c);
+  std::set<std::string> expected;
+  torch::NoGradGuard no_grad;
+  for (auto& [name, lin] : adapted(model)) {
+    for (const char* part : {"lora_A", "lora_B"}) {
+      std::string key = kPeftPrefix + name + "." + part + ".weight";
+      if (!file.contains(key)) {
+        std::string alt = kPeftPrefix + name + "." + part + ".default.weight";
+        RLRF_CHECK(file.contains(alt), "'{}' has no tensor '{}' (adapter_config.json's target_modules and the weights disagree?)",
+                   weights.string(), key);
+        key = alt;
+      }
+      expected.insert(key);
+      at::Tensor& dst = std::string(part) == "lora_A" ? lin->lora_A->weight : lin->lora_B->weight;
+      const TensorInfo& info = file.info(key);
+      RLRF_CHECK(info.shape == dst.sizes().vec(), "'{}': tensor '{}' has wrong shape; expected {}, got {}",
+                 weights.string(), key, shape_string(dst.sizes()), shape_string(info.shape));
+      dst.copy_(file.tensor(key));
+    }
+  }
+  for (const std::string& n : file.names()) {
+    RLRF_CHECK(expected.count(n), "'{}': tensor '{}' belongs to no adapted layer of this model (wrong base model?)",
+               weights.string(), n);
+  }
+  return c;
+}
+
+}  // namespace rlrf::llm

@@ -1,0 +1,69 @@
+// LoRA on a LlamaForCausalLM: adapters on chosen linear layers (PEFT's target_modules matching),
+// on/off (the DPO reference model = adapters off), merging into the base weights, the trainable
+// parameter list, and save/load in PEFT's layout so that PEFT and vLLM load the adapters:
+//   adapter_config.json        {"peft_type": "LORA", "r": 8, "lora_alpha": 16, "target_modules": [..], ...}
+//   adapter_model.safetensors  base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight [r, in]
+//                              base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight [out, r]
+#pragma once
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "llm/llama.h"
+
+namespace rlrf {
+class ConfigSection;
+}
+
+namespace rlrf::llm {
+
+struct LoraConfig {
+  int64_t r = 8;
+  double alpha = 16.0;
+  double dropout = 0.05;
+  bool use_rslora = false;
+  // Module names as PEFT matches them: a layer is adapted when its path equals an entry or ends
+  // with "." + entry ("q_proj" matches "model.layers.3.self_attn.q_proj"). "all-linear" adapts
+  // every linear layer but lm_head. `target_regex`, when set, replaces the list: the full module
+  // path must match it (PEFT's string form of target_modules).
+  std::vector<std::string> target_modules = {"q_proj", "k_proj", "v_proj", "o_proj"};
+  std::string target_regex;
+  std::string base_model_name_or_path;  // written to adapter_config.json
+  uint64_t seed = 0;                    // A's initialisation (each layer gets its own stream)
+
+  // Reads keys r, alpha, dropout, use_rslora, target_modules, seed of a config section.
+  void read(const ConfigSection& section);
+};
+
+// Adds adapters to the matching linear layers and freezes every base parameter
+// (requires_grad = false); returns the adapted module paths. Error when nothing matches.
+std::vector<std::string> apply_lora(LlamaForCausalLM& model, const LoraConfig& config);
+
+bool has_lora(LlamaForCausalLM& model);
+void set_lora_enabled(LlamaForCausalLM& model, bool enabled);
+// Folds every adapter into its base weight and removes the adapters (PEFT merge_and_unload).
+void merge_lora(LlamaForCausalLM& model);
+// Full fine-tuning: every parameter trainable (requires_grad = true). Refused with adapters.
+void enable_full_finetune(LlamaForCausalLM& model);
+
+// Parameters the optimizer should update: the LoRA A/B weights when adapters exist, otherwise
+// every parameter that requires grad. Named by their HF/PEFT module path.
+std::vector<std::pair<std::string, at::Tensor>> named_trainable_parameters(LlamaForCausalLM& model);
+std::vector<at::Tensor> trainable_parameters(LlamaForCausalLM& model);
+
+// Writes adapter_config.json and adapter_model.safetensors (fp32, or `dtype`) into `dir`.
+void save_lora(LlamaForCausalLM& model, const LoraConfig& config, const std::filesystem::path& dir,
+               at::ScalarType dtype = at::kFloat);
+// Reads a PEFT LoRA adapter directory, applies it to `model` (replacing any adapters) and fills
+// the weights. Refuses what it cannot reproduce (DoRA, bias other than "none", fan_in_fan_out,
+// rank/alpha patterns, modules_to_save) by name. Returns the adapter's config.
+LoraConfig load_lora(LlamaForCausalLM& model, const std::filesystem::path& dir);
+
+// "base_model.model." + module path: PEFT's key prefix.
+inline constexpr const char* kPeftPrefix = "base_model.model.";
+
+}  // namespace rlrf::llm

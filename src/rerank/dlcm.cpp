@@ -1,0 +1,30 @@
+// DLCM scorer: GRU over the list, phi(final state, item states) -> per-item logit.
+#include "rerank/dlcm.h"
+
+#include <ATen/ATen.h>
+
+#include <fmt/ranges.h>
+
+#include "util/error.h"
+
+namespace rlrf {
+
+DlcmImpl::DlcmImpl(int64_t in_dim, int64_t hidden) {
+  gru = register_module("gru", torch::nn::GRU(torch::nn::GRUOptions(in_dim, hidden).batch_first(true)));
+  bn1 = register_module("bn1", torch::nn::BatchNorm1d(hidden));
+  fc1 = register_module("fc1", torch::nn::Linear(hidden, hidden));
+  bn2 = register_module("bn2", torch::nn::BatchNorm1d(hidden));
+  fc2 = register_module("fc2", torch::nn::Linear(hidden, 2));
+}
+
+at::Tensor DlcmImpl::forward(const at::Tensor& x) {
+  RLRF_CHECK(x.dim() == 3, "dlcm: input expected [B, L, D], got {}", x.sizes());
+  auto [seq, last] = gru->forward(x);                              // seq [B, L, H], last [1, B, H]
+  at::Tensor final_state = last.squeeze(0);                          // [B, H]
+  at::Tensor f = at::tanh(fc1->forward(bn1->forward(final_state)));  // [B, H]
+  at::Tensor s = bn2->forward(seq.transpose(1, 2)).transpose(1, 2);  // [B, L, H]
+  at::Tensor z = fc2->forward(f.unsqueeze(1) * s);                   // [B, L, 2]
+  return z.select(-1, 0) - z.select(-1, 1);                          // [B, L]
+}
+
+}  // namespace rlrf

@@ -1,0 +1,132 @@
+// Training, evaluation and scoring of the knowledge-augmented rerankers: the API the `rlrf rerank`
+// verb and the RLRF loop (rewards for DPO pairs) build on.
+//
+//   RerankConfig cfg;  cfg.read(config_file.section("rerank"));
+//   KnowledgeVectors kv = build_knowledge_vectors(data, source);       // rerank/knowledge_vectors.h
+//   Reranker r = train_reranker(data, kv, cfg);                        // early stops on VALIDATION MAP@5
+//   EvalResult test = evaluate(r, data, kv, Split::kTest);             // means + per-list + per-user
+//   std::vector<double> rw = knowledge_rewards(r, data, kv, users, candidate_vectors, {"ndcg", 5});
+//
+// Knowledge vectors are frozen inputs: kv.user [n_users, d] and kv.item [n_items, d] (either may be
+// undefined = that knowledge is off; both undefined = the base model without an adapter).
+#pragma once
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "data/prepare.h"
+#include "rerank/metrics.h"
+#include "rerank/model.h"
+
+namespace rlrf {
+
+class ConfigSection;
+
+// [rerank] in the TOML config. Keys are the field names.
+struct RerankConfig {
+  std::string model = "dlcm";   // dlcm | prm
+  int epochs = 20;              // upper bound; early stopping usually ends sooner (paper: 50)
+  int batch = 64;               // lists per step
+  double lr = 1e-3;             // AdamW peak learning rate, cosine decay to 0 over epochs
+  // AdamW decoupled decay on weights (not on biases). KAR uses 0; 0.1 was better for the knowledge
+  // models on the ML-100K validation users (DLCM +0.005 MAP@5, base unchanged).
+  double weight_decay = 0.1;
+  int patience = 3;             // epochs without a better validation MAP@5 before stopping
+  int shared_experts = 2;       // adapter S
+  int specific_experts = 5;     // adapter P
+  int embed_dim = 32;           // item-id and attribute embeddings
+  int64_t seed = 1;             // model init and shuffling; same seed -> same numbers
+  std::string device = "cpu";   // cpu | cuda | cuda:N | auto
+  int eval_batch = 1024;        // lists per forward when scoring
+  // Knowledge vectors are standardised per dimension before the adapter ("standardize": mean and
+  // std of the training users' / all items' vectors, stored in the model) or used as given ("none",
+  // KAR). Encoders differ in scale (GloVe means are ~10x smaller than BERT's), and PRM adds a
+  // position table of amplitude 1 to the adapter output, so unscaled small vectors learn slowly.
+  std::string knowledge_norm = "standardize";
+  // Used by `rlrf rerank` (not by train_reranker):
+  std::vector<int> seeds = {1, 2, 3};  // one training per seed; tables show mean +- std
+  std::string knowledge = "profile";   // user knowledge: none | profile | file:PATH
+  std::string item_knowledge = "metadata";  // metadata | file:PATH (KAR JSON) | none
+  std::string encoder = "glove";       // text encoder (encode/encoder.h)
+  std::string cache_dir;               // encoding cache; empty: <out>/encode-cache
+  bool user_text_history = true;       // user text = history + ". " + knowledge (KAR); false: knowledge only
+  void read(const ConfigSection& s);
+};
+
+struct KnowledgeVectors {
+  at::Tensor user;  // [n_users, d] float32, or undefined
+  at::Tensor item;  // [n_items, d] float32, or undefined
+  bool empty() const { return !user.defined() && !item.defined(); }
+};
+
+struct EpochLog {
+  int epoch = 0;  // 1-based
+  double train_loss = 0, valid_map5 = 0, valid_ndcg5 = 0;
+  double train_seconds = 0;  // the training pass
+  double seconds = 0;        // training pass + validation
+};
+
+// A trained model with what it needs to score lists.
+struct Reranker {
+  RerankerShape shape;
+  RerankerModel model{nullptr};
+  std::string device = "cpu";
+  int eval_batch = 1024;
+  int best_epoch = 0;           // epoch whose weights are kept (0: untrained)
+  double best_valid_map5 = 0;
+  std::vector<EpochLog> history;
+};
+
+// The model shape that `data`, `kv` and `config` call for.
+RerankerShape reranker_shape(const PreparedData& data, const KnowledgeVectors& kv, const RerankConfig& config);
+// A freshly initialised model (seeded by config.seed).
+Reranker make_reranker(const PreparedData& data, const KnowledgeVectors& kv, const RerankConfig& config);
+
+// Trains on the train-split lists; after each epoch evaluates MAP@5 on the validation lists and keeps
+// the best weights (test lists are never looked at). Without validation lists it keeps the last epoch.
+Reranker train_reranker(const PreparedData& data, const KnowledgeVectors& kv, const RerankConfig& config);
+// Continues training `r` (used by train_reranker; exposed for tests and the RLRF loop).
+void fit(Reranker& r, const PreparedData& data, const KnowledgeVectors& kv, const RerankConfig& config);
+
+// Indices into data.lists of one split.
+std::vector<int64_t> lists_of_split(const PreparedData& data, Split split);
+
+// Scores (sigmoid of the logits) of the given lists, one vector per list in its initial order.
+// `user_override` [lists.size(), d_user] (optional) replaces each list's user knowledge vector.
+std::vector<std::vector<float>> score_lists(const Reranker& r, const PreparedData& data, const KnowledgeVectors& kv,
+                                            const std::vector<int64_t>& lists, const at::Tensor& user_override = {});
+
+struct EvalResult {
+  MetricTable mean;                   // over lists (lists without a positive count 0)
+  std::vector<int64_t> lists;         // indices into data.lists
+  std::vector<ListMetrics> per_list;  // aligned with `lists`
+  PerUserMetrics per_user;            // mean over each user's lists
+};
+
+EvalResult evaluate(const Reranker& r, const PreparedData& data, const KnowledgeVectors& kv, Split split);
+// Metrics of given scores (one vector per list of `lists`): for baselines and external scorers.
+EvalResult evaluate_scores(const PreparedData& data, const std::vector<int64_t>& lists,
+                           const std::vector<std::vector<float>>& scores);
+// "list_order" (the lists' initial order) or "popularity" (data.item_popularity).
+EvalResult evaluate_baseline(const PreparedData& data, Split split, const std::string& baseline);
+
+// Rewards of candidate user-knowledge vectors: candidate c is scored on all lists of users[c] (the
+// user's split's lists; a user belongs to one split) with candidate_vectors[c] standing in for the
+// user's knowledge vector. Returns, per candidate, the metrics averaged over those lists (count = the
+// number of lists; 0 lists -> all metrics 0). Batched: all (candidate, list) pairs go through the
+// model together, eval_batch lists at a time.
+std::vector<MetricTable> knowledge_reward_metrics(const Reranker& r, const PreparedData& data,
+                                                  const KnowledgeVectors& kv, const std::vector<int32_t>& users,
+                                                  const at::Tensor& candidate_vectors);
+struct RewardOptions {
+  std::string metric = "ndcg";  // ndcg | map
+  int k = 5;
+};
+// The scalar reward per candidate: mean NDCG@K (or MAP@K) over the user's lists.
+std::vector<double> knowledge_rewards(const Reranker& r, const PreparedData& data, const KnowledgeVectors& kv,
+                                      const std::vector<int32_t>& users, const at::Tensor& candidate_vectors,
+                                      const RewardOptions& options = {});
+
+}  // namespace rlrf

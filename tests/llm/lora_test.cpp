@@ -1,0 +1,208 @@
+// LoRA: zero-initialised adapters change nothing; on/off; merge; trainable parameters; PEFT save
+// and load (key names and config fields are PEFT's); an adapter written by the Python reference
+// loads and gives the reference logits.
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+#include <torch/csrc/autograd/grad_mode.h>
+
+#include <nlohmann/json.hpp>
+#include <set>
+
+#include "llm/llm_test_util.h"
+#include "llm/lora.h"
+#include "llm/safetensors.h"
+#include "util/error.h"
+#include "util/files.h"
+
+using namespace rlrf::llm;
+using namespace rlrf::llm::testing;
+
+namespace {
+
+const std::vector<std::string> kAll = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
+
+at::Tensor sample_ids() { return at::tensor(std::vector<int64_t>{1, 80, 875, 231, 401, 1844, 152, 938, 197}, at::kLong).unsqueeze(0); }
+
+void randomize_b(LlamaForCausalLM& model, double std, int seed) {
+  torch::NoGradGuard no_grad;
+  at::manual_seed(seed);
+  for (auto& [name, t] : named_trainable_parameters(model))
+    if (name.find("lora_B") != std::string::npos) t.normal_(0, std);
+}
+
+}  // namespace
+
+TEST(Lora, ZeroInitialisedAdaptersLeaveLogitsUnchanged) {
+  RLRF_REQUIRE_TINYSTORIES();
+  LlamaForCausalLM model = load(tinystories_dir());
+  // With grad enabled both runs take the separate-projection path, so the comparison is exact
+  // (W x + 0 = W x); without grad the base model runs fused q/k/v, equal to rounding.
+  at::Tensor base = model->forward(sample_ids()).detach();
+  at::Tensor base_fused = logits_of(model, sample_ids());
+  LoraConfig cfg;
+  cfg.r = 8;
+  cfg.alpha = 16;
+  cfg.target_modules = kAll;
+  auto names = apply_lora(model, cfg);
+  EXPECT_EQ(names.size(), 14u);  // 7 per layer, 2 layers
+  EXPECT_EQ(max_abs_diff(model->forward(sample_ids()).detach(), base), 0.0);
+  EXPECT_LT(max_abs_diff(logits_of(model, sample_ids()), base_fused), 1e-4);
+  // PEFT's init: A ~ U(-1/sqrt(in), 1/sqrt(in)) (kaiming-uniform, a = sqrt(5)), B = 0.
+  auto& q = model->model->layer_list[0]->self_attn->q_proj;
+  const double bound = 1.0 / std::sqrt(128.0);
+  EXPECT_LE(q->lora_A->weight.abs().max().item<double>(), bound);
+  EXPECT_NEAR(q->lora_A->weight.std().item<double>(), bound / std::sqrt(3.0), 0.1 * bound);
+  EXPECT_EQ(q->lora_B->weight.abs().max().item<double>(), 0.0);
+  EXPECT_EQ(q->lora_A->weight.sizes(), (at::IntArrayRef{8, 128}));
+  EXPECT_EQ(model->model->layer_list[0]->mlp->down_proj->lora_B->weight.sizes(), (at::IntArrayRef{128, 8}));
+  EXPECT_DOUBLE_EQ(q->lora_spec().scaling(), 2.0);
+  // Different layers draw different A.
+  EXPECT_FALSE(at::equal(q->lora_A->weight, model->model->layer_list[1]->self_attn->q_proj->lora_A->weight));
+}
+
+TEST(Lora, TrainableParametersAreTheAdaptersOrEverything) {
+  RLRF_REQUIRE_TINYSTORIES();
+  LlamaForCausalLM model = load(tinystories_dir());
+  int64_t all = 0;
+  for (auto& p : model->parameters()) all += p.numel();
+  EXPECT_EQ(trainable_parameters(model).size(), model->parameters().size());  // full fine-tune by default
+  LoraConfig cfg;
+  cfg.target_modules = {"q_proj", "v_proj"};
+  apply_lora(model, cfg);
+  auto named = named_trainable_parameters(model);
+  ASSERT_EQ(named.size(), 8u);  // (A, B) x (q, v) x 2 layers
+  for (auto& [name, t] : named) {
+    EXPECT_TRUE(name.find(".lora_A.weight") != std::string::npos || name.find(".lora_B.weight") != std::string::npos) << name;
+    EXPECT_TRUE(t.requires_grad()) << name;
+  }
+  for (auto& p : model->named_parameters())
+    if (p.key().find("lora") == std::string::npos) EXPECT_FALSE(p.value().requires_grad()) << p.key();
+  EXPECT_THROW(enable_full_finetune(model), rlrf::Error);
+  merge_lora(model);
+  EXPECT_FALSE(has_lora(model));
+  enable_full_finetune(model);
+  int64_t n = 0;
+  for (auto& t : trainable_parameters(model)) n += t.numel();
+  EXPECT_EQ(n, all);
+}
+
+TEST(Lora, AdaptersOnOffAndMergeAgree) {
+  RLRF_REQUIRE_TINYSTORIES();
+  LlamaForCausalLM model = load(tinystories_dir());
+  at::Tensor base = logits_of(model, sample_ids());
+  LoraConfig cfg;
+  cfg.r = 4;
+  cfg.alpha = 8;
+  cfg.target_modules = kAll;
+  apply_lora(model, cfg);
+  randomize_b(model, 0.05, 11);
+  at::Tensor adapted = logits_of(model, sample_ids());
+  EXPECT_GT(max_abs_diff(adapted, base), 1e-2);
+  set_lora_enabled(model, false);  // the DPO reference model
+  EXPECT_EQ(max_abs_diff(logits_of(model, sample_ids()), base), 0.0);
+  set_lora_enabled(model, true);
+  merge_lora(model);
+  EXPECT_FALSE(has_lora(model));
+  double d = max_abs_diff(logits_of(model, sample_ids()), adapted);
+  EXPECT_LT(d, 1e-4) << d;
+}
+
+TEST(Lora, PeftSaveLoadRoundTripUsesPeftNamesAndFields) {
+  RLRF_REQUIRE_TINYSTORIES();
+  LlamaForCausalLM model = load(tinystories_dir());
+  LoraConfig cfg;
+  cfg.r = 4;
+  cfg.alpha = 8;
+  cfg.dropout = 0.05;
+  cfg.target_modules = kAll;
+  cfg.base_model_name_or_path = tinystories_dir().string();
+  apply_lora(model, cfg);
+  randomize_b(model, 0.05, 5);
+  at::Tensor want = logits_of(model, sample_ids());
+  fs::path dir = rlrf::fresh_temp_dir("lora_roundtrip");
+  save_lora(model, cfg, dir);
+
+  auto j = nlohmann::json::parse(rlrf::read_file(dir / "adapter_config.json"));
+  EXPECT_EQ(j["peft_type"], "LORA");
+  EXPECT_EQ(j["task_type"], "CAUSAL_LM");
+  EXPECT_EQ(j["r"], 4);
+  EXPECT_EQ(j["lora_alpha"], 8);
+  EXPECT_DOUBLE_EQ(j["lora_dropout"].get<double>(), 0.05);
+  EXPECT_EQ(j["bias"], "none");
+  EXPECT_EQ(j["fan_in_fan_out"], false);
+  EXPECT_EQ(j["use_dora"], false);
+  EXPECT_EQ(j["use_rslora"], false);
+  EXPECT_TRUE(j["modules_to_save"].is_null());
+  EXPECT_EQ(j["base_model_name_or_path"], tinystories_dir().string());
+  std::set<std::string> targets(j["target_modules"].begin(), j["target_modules"].end());
+  EXPECT_EQ(targets, std::set<std::string>(kAll.begin(), kAll.end()));
+
+  SafetensorsFile f = SafetensorsFile::open(dir / "adapter_model.safetensors");
+  EXPECT_EQ(f.names().size(), 28u);
+  EXPECT_EQ(f.info("base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight").shape, (std::vector<int64_t>{4, 128}));
+  EXPECT_EQ(f.info("base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight").shape, (std::vector<int64_t>{128, 4}));
+  EXPECT_EQ(f.info("base_model.model.model.layers.1.self_attn.k_proj.lora_B.weight").shape, (std::vector<int64_t>{64, 4}));
+  EXPECT_EQ(f.info("base_model.model.model.layers.1.mlp.down_proj.lora_A.weight").shape, (std::vector<int64_t>{4, 384}));
+  EXPECT_EQ(f.info("base_model.model.model.layers.1.mlp.down_proj.lora_A.weight").dtype, "F32");
+
+  LlamaForCausalLM fresh = load(tinystories_dir());
+  LoraConfig back = load_lora(fresh, dir);
+  EXPECT_EQ(back.r, 4);
+  EXPECT_DOUBLE_EQ(back.alpha, 8);
+  EXPECT_EQ(max_abs_diff(logits_of(fresh, sample_ids()), want), 0.0);
+  EXPECT_EQ(named_trainable_parameters(fresh).size(), 28u);
+}
+
+TEST(Lora, AdapterWrittenByReferenceGivesReferenceLogits) {
+  LlamaForCausalLM model = load(data_dir() / "tiny-llama31");
+  LoraConfig c = load_lora(model, data_dir() / "tiny-llama31-lora");
+  EXPECT_EQ(c.r, 4);
+  for (const json& g : goldens()["tiny-llama31"]["cases"]) {
+    if (g["name"] != "lora") continue;
+    at::Tensor got = logits_of(model, ids_tensor(g["ids"]), ids_tensor(g["positions"]));
+    std::vector<float> flat;
+    for (const json& v : g["logits"]) flat.push_back(v.get<float>());
+    double d = max_abs_diff(got, at::tensor(flat).view(got.sizes()));
+    std::printf("  tiny-llama31 + PEFT adapter: max |logit - ref| = %.3g\n", d);
+    EXPECT_LT(d, 1e-4);
+    // Adapters off gives the base model's logits, which differ.
+    set_lora_enabled(model, false);
+    EXPECT_GT(max_abs_diff(logits_of(model, ids_tensor(g["ids"]), ids_tensor(g["positions"])), got), 1e-2);
+    return;
+  }
+  FAIL() << "no lora case in goldens.json";
+}
+
+TEST(Lora, UnsupportedOrMismatchedAdaptersAreRefused) {
+  fs::path dir = rlrf::fresh_temp_dir("lora_bad");
+  fs::copy_file(data_dir() / "tiny-llama31-lora" / "adapter_model.safetensors", dir / "adapter_model.safetensors");
+  auto cfg = nlohmann::json::parse(rlrf::read_file(data_dir() / "tiny-llama31-lora" / "adapter_config.json"));
+  auto expect_error = [&](nlohmann::json c, const std::string& part) {
+    rlrf::write_file_atomic(dir / "adapter_config.json", c.dump());
+    LlamaForCausalLM model = load(data_dir() / "tiny-llama31");
+    try {
+      load_lora(model, dir);
+      ADD_FAILURE() << "expected an error about " << part;
+    } catch (const rlrf::Error& e) {
+      EXPECT_NE(std::string(e.what()).find(part), std::string::npos) << e.what();
+    }
+  };
+  auto c = cfg;
+  c["use_dora"] = true;
+  expect_error(c, "DoRA");
+  c = cfg;
+  c["peft_type"] = "IA3";
+  expect_error(c, "peft_type");
+  c = cfg;
+  c["r"] = 8;  // the tensors are rank 4
+  expect_error(c, "has wrong shape; expected [8, 32], got [4, 32]");
+  c = cfg;
+  c["target_modules"] = {"q_proj", "v_proj", "down_proj", "up_proj"};
+  expect_error(c, "up_proj.lora_A.weight");
+  c = cfg;
+  c["target_modules"] = {"q_proj"};  // the file holds more than the config names
+  expect_error(c, "belongs to no adapted layer");
+  c = cfg;
+  c["target_modules"] = {"c_attn"};
+  expect_error(c, "match no linear layer");
+}

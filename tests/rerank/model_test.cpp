@@ -1,0 +1,194 @@
+// The rerank models against the plain-PyTorch reference (tools/ref/rerank_ref.py): same weights and
+// inputs, compare scores in eval and train mode, the BCE loss, every parameter's gradient and the
+// batch-norm running statistics. Plus shapes of the adapter at the paper's sizes.
+#include <gtest/gtest.h>
+
+#include <ATen/ATen.h>
+#include <nlohmann/json.hpp>
+
+#include <functional>
+
+#include "rerank/adapter.h"
+#include "rerank/model.h"
+#include "rerank/prm.h"
+#include "util/error.h"
+#include "util/files.h"
+#include "util/runtime.h"
+
+using namespace rlrf;
+using nlohmann::json;
+
+namespace {
+
+json load_golden(const std::string& name) {
+  fs::path p = source_dir() / "tests" / "data" / "rerank" / name;
+  return json::parse(read_file(p));
+}
+
+at::Tensor tensor_of(const json& j, at::ScalarType st = at::kFloat) {
+  // Nested lists -> tensor (shape from nesting).
+  std::vector<int64_t> shape;
+  const json* cur = &j;
+  while (cur->is_array()) {
+    shape.push_back(static_cast<int64_t>(cur->size()));
+    if (cur->empty()) break;
+    cur = &(*cur)[0];
+  }
+  std::vector<double> flat;
+  std::function<void(const json&)> walk = [&](const json& x) {
+    if (x.is_array()) for (const auto& e : x) walk(e);
+    else flat.push_back(x.get<double>());
+  };
+  walk(j);
+  return at::tensor(flat, at::kDouble).reshape(shape).to(st);
+}
+
+at::Tensor flat_of(const json& j, at::IntArrayRef shape, at::ScalarType st) {
+  return tensor_of(j, st).reshape(shape);
+}
+
+double max_diff(const at::Tensor& a, const at::Tensor& b) {
+  return (a.to(at::kDouble) - b.to(at::kDouble)).abs().max().item<double>();
+}
+
+RerankerShape shape_of(const json& s) {
+  RerankerShape r;
+  r.model = s["model"];
+  r.n_items = s["n_items"];
+  r.attribute_cardinality = s["attribute_cardinality"].get<std::vector<int64_t>>();
+  r.embed_dim = s["embed_dim"];
+  r.user_dim = s["user_dim"];
+  r.item_dim = s["item_dim"];
+  r.shared_experts = s["shared_experts"];
+  r.specific_experts = s["specific_experts"];
+  r.expert_hidden = s["expert_hidden"];
+  r.expert_out = s["expert_out"];
+  r.gru_hidden = s["gru_hidden"];
+  r.heads = s["heads"];
+  r.prm_mlp = s["prm_mlp"].get<std::vector<int64_t>>();
+  return r;
+}
+
+// Loads every parameter and buffer by name; fails on any name the golden and the model do not share.
+void load_weights(RerankerModelImpl& m, const json& g) {
+  torch::NoGradGuard guard;
+  auto params = m.named_parameters();
+  EXPECT_EQ(params.size(), g["params"].size()) << "parameter count differs from the reference";
+  for (auto& p : params) {
+    ASSERT_TRUE(g["params"].contains(p.key())) << "reference lacks parameter " << p.key();
+    const json& e = g["params"][p.key()];
+    ASSERT_EQ(p.value().sizes(), at::IntArrayRef(e["shape"].get<std::vector<int64_t>>())) << p.key();
+    p.value().copy_(flat_of(e["data"], p.value().sizes(), at::kFloat));
+  }
+  for (auto& b : m.named_buffers()) {
+    if (!g["buffers"].contains(b.key())) {
+      ADD_FAILURE() << "reference lacks buffer " << b.key();
+      continue;
+    }
+    const json& e = g["buffers"][b.key()];
+    b.value().copy_(flat_of(e["data"], b.value().sizes(), b.value().scalar_type()));
+  }
+}
+
+struct Inputs {
+  at::Tensor items, attrs, user_vec, item_vec, labels;
+};
+
+Inputs inputs_of(const json& g) {
+  const json& in = g["inputs"];
+  return {tensor_of(in["items"], at::kLong), tensor_of(in["attrs"], at::kLong), tensor_of(in["user_vec"]),
+          tensor_of(in["item_vec"]), tensor_of(in["labels"])};
+}
+
+at::Tensor logits_of(RerankerModelImpl& m, const Inputs& in) {
+  at::Tensor uf = m.adapt_users(in.user_vec);
+  const int64_t b = in.items.size(0), l = in.items.size(1);
+  at::Tensor itf = m.adapt_items(in.item_vec.reshape({b * l, -1})).view({b, l, -1});
+  return m.forward(in.items, in.attrs, uf, itf);
+}
+
+void check_against_reference(const std::string& file) {
+  init_threads(1);
+  json g = load_golden(file);
+  RerankerModel m(shape_of(g["shape"]));
+  load_weights(*m, g);
+  Inputs in = inputs_of(g);
+
+  m->eval();
+  {
+    torch::NoGradGuard ng;
+    at::Tensor scores = at::sigmoid(logits_of(*m, in));
+    double d = max_diff(scores, tensor_of(g["eval_scores"]));
+    EXPECT_LT(d, 2e-6) << file << " eval scores max diff " << d;
+  }
+
+  m->train();
+  at::Tensor logits = logits_of(*m, in);
+  at::Tensor scores = at::sigmoid(logits);
+  double d = max_diff(scores, tensor_of(g["train_scores"]));
+  EXPECT_LT(d, 2e-6) << file << " train scores max diff " << d;
+  at::Tensor loss = at::binary_cross_entropy_with_logits(logits, in.labels);
+  EXPECT_NEAR(loss.item<double>(), g["train_loss"].get<double>(), 2e-6) << file << " loss";
+  loss.backward();
+  for (const auto& p : m->named_parameters()) {
+    ASSERT_TRUE(p.value().grad().defined()) << p.key() << " got no gradient";
+    at::Tensor want = flat_of(g["grads"][p.key()], p.value().sizes(), at::kFloat);
+    double gd = max_diff(p.value().grad(), want);
+    double scale = std::max(1.0, want.abs().max().item<double>());
+    EXPECT_LT(gd / scale, 2e-5) << file << " grad of " << p.key() << " max diff " << gd;
+  }
+  for (const auto& b : m->named_buffers()) {
+    if (!g["buffers_after_train"].contains(b.key())) continue;
+    at::Tensor want = flat_of(g["buffers_after_train"][b.key()], b.value().sizes(), at::kFloat);
+    EXPECT_LT(max_diff(b.value(), want), 2e-6) << file << " buffer " << b.key() << " after one train step";
+  }
+}
+
+}  // namespace
+
+TEST(RerankModel, DlcmMatchesReference) { check_against_reference("golden_dlcm.json"); }
+TEST(RerankModel, PrmMatchesReference) { check_against_reference("golden_prm.json"); }
+
+TEST(RerankModel, PositionTableMatchesReference) {
+  json g = load_golden("golden_prm.json");
+  at::Tensor want = tensor_of(g["position_table_10x6"]);
+  EXPECT_LT(max_diff(prm_position_table(10, 6), want), 1e-6);
+  EXPECT_EQ(prm_position_table(3, 4)[0].abs().sum().item<float>(), 0.0f);  // row 0 is zeros (KAR)
+}
+
+TEST(RerankModel, AdapterShapesAtPaperSizes) {
+  AdapterOptions o;
+  o.in_dim = 100;  // GloVe 100-d
+  HybridExpertAdapter a(o);
+  EXPECT_EQ(a->shared->size(), 2u);
+  EXPECT_EQ(a->specific->size(), 2u);
+  EXPECT_EQ(a->specific[0]->as<torch::nn::ModuleListImpl>()->size(), 5u);
+  auto out = a->forward({at::randn({3, 100}), at::randn({7, 100})});
+  ASSERT_EQ(out.size(), 2u);
+  EXPECT_EQ(out[0].sizes(), at::IntArrayRef({3, 32}));
+  EXPECT_EQ(out[1].sizes(), at::IntArrayRef({7, 32}));
+  EXPECT_GE(out[0].min().item<float>(), 0.0f);  // convex mix of ReLU outputs
+  EXPECT_THROW(a->forward_tower(0, at::randn({3, 99})), Error);
+
+  RerankerShape s;
+  s.n_items = 10;
+  s.attribute_cardinality = {5};
+  s.user_dim = s.item_dim = 100;
+  EXPECT_EQ(s.input_dim(), 32 + 32 + 64);  // item id + one attribute + adapter (2 x 32)
+  RerankerModel m(s);
+  at::Tensor items = at::randint(0, 10, {4, 10}, at::kLong), attrs = at::randint(0, 5, {4, 10, 1}, at::kLong);
+  at::Tensor uf = m->adapt_users(at::randn({4, 100}));
+  at::Tensor itf = m->adapt_items(at::randn({40, 100})).view({4, 10, -1});
+  EXPECT_EQ(itf.sizes(), at::IntArrayRef({4, 10, 32}));
+  EXPECT_EQ(m->forward(items, attrs, uf, itf).sizes(), at::IntArrayRef({4, 10}));
+  s.user_dim = s.item_dim = 0;  // no knowledge: no adapter at all
+  RerankerModel base(s);
+  EXPECT_FALSE(base->adapter);
+  EXPECT_EQ(s.input_dim(), 64);
+  s.model = "prm";
+  RerankerModel prm(s);
+  EXPECT_EQ(prm->forward(items, attrs, {}, {}).sizes(), at::IntArrayRef({4, 10}));
+  s.user_dim = 100;
+  s.item_dim = 50;
+  EXPECT_THROW(RerankerModel{s}, Error);  // shared experts need one input size
+}
