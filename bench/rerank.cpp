@@ -1,7 +1,9 @@
 // bench_rerank: seconds per training epoch of DLCM and PRM on MovieLens-100K (kar lists, default
 // preparation), without knowledge and with profile knowledge (GloVe user + item vectors), and the
 // throughput of batched reward scoring (lists per second).
-//   usage: bench_rerank [epochs=2] [threads=0 (all cores)] [device=cpu]
+//   usage: bench_rerank [epochs=2] [threads=1] [device=cpu] [dtype=fp32] [setting=kar]
+// threads: intra-op threads of the one training timed at a time (the library's default is 1 on
+// CPU: see RerankConfig::threads). dtype bf16: mixed-precision matmuls (RerankConfig::dtype).
 #include <ATen/ATen.h>
 
 #include <chrono>
@@ -21,10 +23,14 @@ using namespace rlrf;
 
 int main(int argc, char** argv) {
   const int epochs = argc > 1 ? std::atoi(argv[1]) : 2;
-  const int threads = init_threads(argc > 2 ? std::atoi(argv[2]) : 0);
+  init_threads();
+  const int threads = argc > 2 ? std::atoi(argv[2]) : 1;
   const std::string device = argc > 3 ? argv[3] : "cpu";
+  const std::string dtype = argc > 4 ? argv[4] : "fp32";
+  const std::string setting = argc > 5 ? argv[5] : "kar";
   try {
     PrepareConfig pc;
+    pc.setting = setting;
     Dataset ds = load_dataset("ml-100k", data_dir());
     PreparedData data = prepare(ds, pc);
     KnowledgeSource src;
@@ -35,8 +41,8 @@ int main(int argc, char** argv) {
     KnowledgeVectors kv = build_knowledge_vectors(data, src);
     const double enc = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     const size_t n_train = lists_of_split(data, Split::kTrain).size();
-    std::printf("ml-100k: %zu train lists, batch 64, %d threads, device %s; encoding %lld users + %lld items: %.2f s\n",
-                n_train, threads, device.c_str(), static_cast<long long>(kv.user.size(0)),
+    std::printf("ml-100k (%s lists): %zu train lists, batch 64, %d threads, device %s, %s; encoding %lld users + %lld items: %.2f s\n",
+                setting.c_str(), n_train, threads, device.c_str(), dtype.c_str(), static_cast<long long>(kv.user.size(0)),
                 static_cast<long long>(kv.item.size(0)), enc);
     for (const char* model : {"dlcm", "prm"}) {
       for (bool with : {false, true}) {
@@ -45,6 +51,8 @@ int main(int argc, char** argv) {
         c.epochs = epochs;
         c.patience = epochs;
         c.device = device;
+        c.threads = threads;
+        c.dtype = dtype;
         KnowledgeVectors k = with ? kv : KnowledgeVectors{};
         Reranker r = train_reranker(data, k, c);
         double train = 0, total = 0;

@@ -14,6 +14,7 @@
 #include "llm/logprob.h"
 #include "util/config.h"
 #include "util/error.h"
+#include "util/runtime.h"
 #include "util/log.h"
 
 namespace rlrf {
@@ -30,6 +31,9 @@ void DpoConfig::read(const ConfigSection& s) {
   s.read("max_grad_norm", max_grad_norm);
   s.read("finetune", finetune);
   s.read("shuffle", shuffle);
+  s.read("pack_pairs", pack_pairs);
+  s.read("dtype", dtype);
+  s.read("threads", threads);
   int64_t seed_value = static_cast<int64_t>(seed);
   s.read("seed", seed_value);
   seed = static_cast<uint64_t>(seed_value);
@@ -37,6 +41,8 @@ void DpoConfig::read(const ConfigSection& s) {
   RLRF_CHECK(beta > 0, "{}: beta must be > 0", s.where());
   RLRF_CHECK(batch_size > 0 && grad_accum > 0 && epochs >= 0, "{}: batch_size, grad_accum must be > 0, epochs >= 0", s.where());
   RLRF_CHECK(finetune == "lora" || finetune == "full", "{}: finetune must be \"lora\" or \"full\", got \"{}\"", s.where(), finetune);
+  RLRF_CHECK(threads >= 0, "{}: threads must be >= 0 (0: automatic), got {}", s.where(), threads);
+  if (!dtype.empty()) llm::parse_dtype(dtype);  // a clear error now rather than at load time
   check_schedule_kind(schedule, s.where());
 }
 
@@ -53,37 +59,34 @@ DpoBatchLoss dpo_loss(const at::Tensor& policy_chosen, const at::Tensor& policy_
 }
 
 void reference_logprobs(llm::LlamaForCausalLM& model, const std::vector<PreferencePair>& pairs,
-                        std::vector<double>& ref_chosen, std::vector<double>& ref_rejected, int64_t batch_size) {
-  std::vector<std::vector<int32_t>> prompts, continuations;
-  prompts.reserve(pairs.size() * 2);
+                        std::vector<double>& ref_chosen, std::vector<double>& ref_rejected, int64_t batch_size, bool pack) {
+  std::vector<std::vector<int32_t>> prompts, chosen, rejected;
   for (const PreferencePair& p : pairs) {
     prompts.push_back(p.prompt);
-    continuations.push_back(p.chosen);
-    prompts.push_back(p.prompt);
-    continuations.push_back(p.rejected);
+    chosen.push_back(p.chosen);
+    rejected.push_back(p.rejected);
   }
   bool lora = llm::has_lora(model);
   if (lora) llm::set_lora_enabled(model, false);
-  std::vector<double> sums;
   try {
-    sums = llm::continuation_logprob_sums(model, prompts, continuations, batch_size);
+    if (pack) {
+      llm::pair_logprob_sums(model, prompts, chosen, rejected, ref_chosen, ref_rejected, batch_size);
+    } else {
+      ref_chosen = llm::continuation_logprob_sums(model, prompts, chosen, batch_size);
+      ref_rejected = llm::continuation_logprob_sums(model, prompts, rejected, batch_size);
+    }
   } catch (...) {
     if (lora) llm::set_lora_enabled(model, true);
     throw;
   }
   if (lora) llm::set_lora_enabled(model, true);
-  ref_chosen.resize(pairs.size());
-  ref_rejected.resize(pairs.size());
-  for (size_t i = 0; i < pairs.size(); ++i) {
-    ref_chosen[i] = sums[2 * i];
-    ref_rejected[i] = sums[2 * i + 1];
-  }
 }
 
 DpoResult train_dpo(llm::LlamaForCausalLM& model, const std::vector<PreferencePair>& pairs, const DpoConfig& config,
                     const std::function<void(const DpoStepLog&)>& on_step) {
   DpoResult result;
   if (pairs.empty() || config.epochs == 0) return result;
+  ScopedThreads threads(config.threads > 0 ? config.threads : llm::training_threads(*model));
   if (config.finetune == "lora") {
     RLRF_CHECK(llm::has_lora(model), "dpo: finetune = \"lora\" but the model carries no adapters");
   } else {
@@ -91,7 +94,7 @@ DpoResult train_dpo(llm::LlamaForCausalLM& model, const std::vector<PreferencePa
   }
   auto start = std::chrono::steady_clock::now();
   std::vector<double> ref_c, ref_r;
-  reference_logprobs(model, pairs, ref_c, ref_r);
+  reference_logprobs(model, pairs, ref_c, ref_r, 8, config.pack_pairs);
 
   const int64_t n = static_cast<int64_t>(pairs.size());
   const int64_t micro_per_epoch = (n + config.batch_size - 1) / config.batch_size;
@@ -123,27 +126,36 @@ DpoResult train_dpo(llm::LlamaForCausalLM& model, const std::vector<PreferencePa
       int64_t pairs_in_step = 0;
       for (int64_t m = first_micro; m < last_micro; ++m) {
         int64_t lo = m * config.batch_size, hi = std::min(n, lo + config.batch_size);
-        std::vector<std::vector<int32_t>> prompts, conts;
-        std::vector<double> rc, rr;
+        std::vector<std::vector<int32_t>> prompts, chosen, rejected;
+        std::vector<float> rc, rr;
         for (int64_t k = lo; k < hi; ++k) {
-          const PreferencePair& p = pairs[static_cast<size_t>(order[static_cast<size_t>(k)])];
+          const size_t idx = static_cast<size_t>(order[static_cast<size_t>(k)]);
+          const PreferencePair& p = pairs[idx];
           prompts.push_back(p.prompt);
-          conts.push_back(p.chosen);
-          log.tokens += static_cast<int64_t>(p.prompt.size() * 2 + p.chosen.size() + p.rejected.size());
-        }
-        for (int64_t k = lo; k < hi; ++k) {
-          const PreferencePair& p = pairs[static_cast<size_t>(order[static_cast<size_t>(k)])];
-          prompts.push_back(p.prompt);
-          conts.push_back(p.rejected);
-          rc.push_back(ref_c[static_cast<size_t>(order[static_cast<size_t>(k)])]);
-          rr.push_back(ref_r[static_cast<size_t>(order[static_cast<size_t>(k)])]);
+          chosen.push_back(p.chosen);
+          rejected.push_back(p.rejected);
+          rc.push_back(static_cast<float>(ref_c[idx]));
+          rr.push_back(static_cast<float>(ref_r[idx]));
+          log.tokens += static_cast<int64_t>(p.prompt.size() + p.chosen.size() + p.rejected.size());
         }
         int64_t b = hi - lo;
-        llm::ContinuationLogprobs lp = llm::continuation_logprobs(model, prompts, conts);
-        at::Tensor sums = lp.sum.to(at::kFloat);
-        at::Tensor ref_chosen = torch::tensor(std::vector<float>(rc.begin(), rc.end())).to(sums.device());
-        at::Tensor ref_rejected = torch::tensor(std::vector<float>(rr.begin(), rr.end())).to(sums.device());
-        DpoBatchLoss l = dpo_loss(sums.slice(0, 0, b), sums.slice(0, b, 2 * b), ref_chosen, ref_rejected, config.beta);
+        at::Tensor policy_chosen, policy_rejected;
+        if (config.pack_pairs) {  // chosen and rejected share one pass over their prompt (llm/logprob.h)
+          llm::PairLogprobs lp = llm::pair_logprobs(model, prompts, chosen, rejected);
+          policy_chosen = lp.a_sum.to(at::kFloat);
+          policy_rejected = lp.b_sum.to(at::kFloat);
+        } else {  // 2b rows: the prompt of each pair twice
+          std::vector<std::vector<int32_t>> twice = prompts;
+          twice.insert(twice.end(), prompts.begin(), prompts.end());
+          chosen.insert(chosen.end(), rejected.begin(), rejected.end());
+          at::Tensor sums = llm::continuation_logprobs(model, twice, chosen).sum.to(at::kFloat);
+          policy_chosen = sums.slice(0, 0, b);
+          policy_rejected = sums.slice(0, b, 2 * b);
+          for (int64_t k = lo; k < hi; ++k) log.tokens += static_cast<int64_t>(pairs[static_cast<size_t>(order[static_cast<size_t>(k)])].prompt.size());
+        }
+        at::Tensor ref_chosen = torch::tensor(rc).to(policy_chosen.device());
+        at::Tensor ref_rejected = torch::tensor(rr).to(policy_chosen.device());
+        DpoBatchLoss l = dpo_loss(policy_chosen, policy_rejected, ref_chosen, ref_rejected, config.beta);
         // Each micro-batch's mean loss weighs by its share of the step's pairs.
         int64_t step_pairs = std::min(n, last_micro * config.batch_size) - first_micro * config.batch_size;
         (l.loss * (double(b) / double(step_pairs))).backward();

@@ -31,6 +31,13 @@ struct DpoConfig {
   llm::LoraConfig lora;           // [dpo.lora]
   uint64_t seed = 0;              // pair order per epoch
   bool shuffle = true;            // false: pairs in the given order (reference checks)
+  // Chosen and rejected of a pair in one packed sequence, the prompt computed once (same values,
+  // ~40% fewer tokens with long prompts); false: two rows per pair, as TRL lays them out.
+  bool pack_pairs = true;
+  // Compute dtype of the policy while it trains (read by whoever loads it: `rlrf run`, `rlrf dpo`);
+  // empty: the model's. bf16 with LoRA keeps the adapters and their optimizer state in fp32.
+  std::string dtype;
+  int threads = 0;                // intra-op threads while training; 0: llm::training_threads
   void read(const ConfigSection& s);
 };
 
@@ -57,7 +64,7 @@ struct DpoStepLog {
   int epoch = 0;
   double loss = 0, chosen_reward = 0, rejected_reward = 0, accuracy = 0, margin = 0;
   double lr = 0, grad_norm = 0, ms = 0;
-  int64_t tokens = 0;    // tokens through the policy in this step (prompt + response, both answers)
+  int64_t tokens = 0;    // tokens through the policy in this step: prompt (once when packed) + both answers
 };
 
 struct DpoResult {
@@ -67,9 +74,11 @@ struct DpoResult {
   double tokens_per_second() const { return seconds > 0 ? double(tokens) / seconds : 0; }
 };
 
-// Reference log-probs (sums) of chosen and rejected for every pair, no grad, adapters off.
+// Reference log-probs (sums) of chosen and rejected for every pair, no grad, adapters off;
+// `pack` as DpoConfig::pack_pairs.
 void reference_logprobs(llm::LlamaForCausalLM& model, const std::vector<PreferencePair>& pairs,
-                        std::vector<double>& ref_chosen, std::vector<double>& ref_rejected, int64_t batch_size = 8);
+                        std::vector<double>& ref_chosen, std::vector<double>& ref_rejected, int64_t batch_size = 8,
+                        bool pack = true);
 
 // Trains the policy in place. With finetune = "lora" the model must already carry adapters
 // (apply_lora); with "full" every weight is trained. `on_step` sees every optimizer step.

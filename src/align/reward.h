@@ -19,8 +19,10 @@ struct RewardConfig {
   std::string model = "dlcm";  // the reward model: dlcm | prm
   std::string metric = "ndcg";  // ndcg | map
   int k = 5;
-  // Knowledge the reward model trains with, per user: "sample0" (each user's first response of the
-  // round) or "profile" (the profile summaries: a fixed reward model across rounds).
+  // Knowledge the reward model trains with, per user: "profile" (the profile summaries: one reward
+  // model, trained before the loop and fixed across rounds, as the paper's Algorithm 1 takes a
+  // pre-trained recommender) or "sample0" (each user's first response of the round, a new model
+  // per round; sample 0 is then left out of that round's pairs, since the model has fitted it).
   std::string train_knowledge = "sample0";
   void read(const ConfigSection& s);
 };

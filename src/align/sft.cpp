@@ -14,6 +14,7 @@
 #include "util/config.h"
 #include "util/error.h"
 #include "util/log.h"
+#include "util/runtime.h"
 #include "util/strings.h"
 
 namespace rlrf {
@@ -31,12 +32,16 @@ void SftConfig::read(const ConfigSection& s) {
   s.read("max_grad_norm", max_grad_norm);
   s.read("finetune", finetune);
   s.read("shuffle", shuffle);
+  s.read("dtype", dtype);
+  s.read("threads", threads);
   int64_t seed_value = static_cast<int64_t>(seed);
   s.read("seed", seed_value);
   seed = static_cast<uint64_t>(seed_value);
   lora.read(s.sub("lora"));
   RLRF_CHECK(batch_size > 0 && grad_accum > 0 && epochs >= 0, "{}: batch_size, grad_accum must be > 0, epochs >= 0", s.where());
   RLRF_CHECK(finetune == "lora" || finetune == "full", "{}: finetune must be \"lora\" or \"full\", got \"{}\"", s.where(), finetune);
+  RLRF_CHECK(threads >= 0, "{}: threads must be >= 0 (0: automatic), got {}", s.where(), threads);
+  if (!dtype.empty()) llm::parse_dtype(dtype);
   RLRF_CHECK(targets == "profile" || starts_with(targets, "file:"), "{}: targets must be \"profile\" or \"file:<path>\", got \"{}\"",
              s.where(), targets);
   check_schedule_kind(schedule, s.where());
@@ -79,6 +84,7 @@ SftResult train_sft(llm::LlamaForCausalLM& model, const std::vector<SftExample>&
                     const std::function<void(const SftStepLog&)>& on_step) {
   SftResult result;
   if (examples.empty() || config.epochs == 0) return result;
+  ScopedThreads threads(config.threads > 0 ? config.threads : llm::training_threads(*model));
   if (config.finetune == "lora") {
     RLRF_CHECK(llm::has_lora(model), "sft: finetune = \"lora\" but the model carries no adapters");
   } else {

@@ -28,6 +28,8 @@ struct SftConfig {
   llm::LoraConfig lora;           // [sft.lora]
   uint64_t seed = 0;
   bool shuffle = true;  // false: examples in the given order
+  std::string dtype;    // compute dtype while training (read by the loader); empty: the model's
+  int threads = 0;      // intra-op threads while training; 0: llm::training_threads
   void read(const ConfigSection& s);
 };
 

@@ -46,7 +46,7 @@ int run(int argc, char** argv) {
                "example: rlrf dpo --model ../shared/models/tinystories-656k --pairs runs/demo/pairs/round0.trl.jsonl "
                "--out runs/dpo-test --set dpo.epochs=1",
                "rlrf dpo"};
-  std::string model_dir, pairs_path, out_dir, config_path, dtype = "fp32", device = "auto", chat = "";
+  std::string model_dir, pairs_path, out_dir, config_path, dtype, device = "auto", chat = "";
   std::vector<std::string> sets;
   int max_new = 0;
   app.add_option("--model", model_dir, "Hugging Face model directory")->required();
@@ -54,7 +54,7 @@ int run(int argc, char** argv) {
   app.add_option("--out", out_dir, "output directory: adapter/ (PEFT) or a full model")->required();
   app.add_option("--config", config_path, "TOML with a [dpo] section");
   app.add_option("--set", sets, "override: dpo.key=value (repeatable)");
-  app.add_option("--dtype", dtype, "fp32 | bf16");
+  app.add_option("--dtype", dtype, "fp32 | bf16 (default: [dpo] dtype, else fp32)");
   app.add_option("--device", device, "auto | cpu | cuda");
   app.add_option("--chat-template", chat, "llama3 | chatml | none (default: the tokenizer's)");
   app.add_option("--max-response-tokens", max_new, "cut answers to this many tokens (0: no cut)");
@@ -100,7 +100,7 @@ int run(int argc, char** argv) {
 
   rlrf::llm::ModelOptions options;
   options.device = rlrf::resolve_device(device);
-  options.dtype = rlrf::llm::parse_dtype(dtype);
+  options.dtype = rlrf::llm::parse_dtype(!dtype.empty() ? dtype : !config.dtype.empty() ? config.dtype : "fp32");
   rlrf::llm::LlamaForCausalLM model = rlrf::llm::load_model(model_dir, options);
   rlrf::llm::LoraConfig lora = config.lora;
   lora.base_model_name_or_path = model_dir;

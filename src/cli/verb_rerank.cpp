@@ -5,12 +5,12 @@
 #include <fmt/format.h>
 
 #include <chrono>
-#include <cmath>
+#include <algorithm>
 #include <cstdio>
-#include <nlohmann/json.hpp>
 
 #include "cli/verbs.h"
 #include "data/prepare.h"
+#include "pipeline/experiment.h"
 #include "rerank/checkpoint.h"
 #include "rerank/knowledge_vectors.h"
 #include "rerank/metrics.h"
@@ -19,89 +19,10 @@
 #include "util/error.h"
 #include "util/files.h"
 #include "util/log.h"
+#include "util/runtime.h"
 #include "util/strings.h"
 
 namespace {
-
-using nlohmann::json;
-
-struct Row {
-  std::string name, model, knowledge;
-  std::vector<rlrf::EvalResult> runs;
-  json run_info = json::array();
-};
-
-double mean_of(const std::vector<double>& v) {
-  double s = 0;
-  for (double x : v) s += x;
-  return v.empty() ? 0 : s / static_cast<double>(v.size());
-}
-
-// Sample standard deviation (n - 1); 0 for one value.
-double std_of(const std::vector<double>& v) {
-  if (v.size() < 2) return 0;
-  const double m = mean_of(v);
-  double s = 0;
-  for (double x : v) s += (x - m) * (x - m);
-  return std::sqrt(s / static_cast<double>(v.size() - 1));
-}
-
-std::vector<double> column(const Row& row, bool map, int ki) {
-  std::vector<double> v;
-  for (const auto& r : row.runs) v.push_back(map ? r.mean.map[ki] : r.mean.ndcg[ki]);
-  return v;
-}
-
-json metrics_json(const std::array<double, rlrf::kNumMetricKs>& a) { return std::vector<double>(a.begin(), a.end()); }
-
-json row_json(const Row& row) {
-  json j{{"name", row.name}, {"model", row.model}, {"knowledge", row.knowledge}};
-  json runs = json::array();
-  for (size_t i = 0; i < row.runs.size(); ++i) {
-    const rlrf::EvalResult& e = row.runs[i];
-    json r = row.run_info.size() > i ? row.run_info[i] : json::object();
-    r["map"] = metrics_json(e.mean.map);
-    r["ndcg"] = metrics_json(e.mean.ndcg);
-    json pu_map = json::array(), pu_ndcg = json::array();
-    for (const auto& m : e.per_user.metrics) {
-      pu_map.push_back(metrics_json(m.map));
-      pu_ndcg.push_back(metrics_json(m.ndcg));
-    }
-    r["per_user"] = {{"map", pu_map}, {"ndcg", pu_ndcg}};
-    runs.push_back(r);
-  }
-  j["runs"] = runs;
-  json mean_map = json::array(), mean_ndcg = json::array(), std_map = json::array(), std_ndcg = json::array();
-  for (int ki = 0; ki < rlrf::kNumMetricKs; ++ki) {
-    mean_map.push_back(mean_of(column(row, true, ki)));
-    std_map.push_back(std_of(column(row, true, ki)));
-    mean_ndcg.push_back(mean_of(column(row, false, ki)));
-    std_ndcg.push_back(std_of(column(row, false, ki)));
-  }
-  j["mean"] = {{"map", mean_map}, {"ndcg", mean_ndcg}};
-  j["std"] = {{"map", std_map}, {"ndcg", std_ndcg}};
-  return j;
-}
-
-std::string table(const std::vector<Row>& rows, size_t n_seeds) {
-  std::string out = fmt::format("{:<34}", "test users (mean ± std over seeds)");
-  for (const char* m : {"MAP", "NDCG"})
-    for (int k : rlrf::kMetricKs) out += fmt::format(" {:>15}", fmt::format("{}@{}", m, k));
-  out += "\n";
-  for (const Row& row : rows) {
-    out += fmt::format("{:<34}", row.name);
-    for (bool map : {true, false}) {
-      for (int ki = 0; ki < rlrf::kNumMetricKs; ++ki) {
-        auto v = column(row, map, ki);
-        out += row.runs.size() > 1 ? fmt::format(" {:>15}", fmt::format("{:.4f} ± {:.4f}", mean_of(v), std_of(v)))
-                                   : fmt::format(" {:>15}", fmt::format("{:.4f}", mean_of(v)));
-      }
-    }
-    out += "\n";
-  }
-  (void)n_seeds;
-  return out;
-}
 
 std::string model_title(const std::string& m) { return m == "dlcm" ? "DLCM" : "PRM"; }
 
@@ -173,72 +94,77 @@ int run(int argc, char** argv) {
   source.cache_dir = cfg.cache_dir.empty() ? out / "encode-cache" : rlrf::fs::path(cfg.cache_dir);
   source.user_history = cfg.user_text_history;
   rlrf::KnowledgeVectors kv = rlrf::build_knowledge_vectors(data, source);
-  const std::string know_label =
-      cfg.knowledge == "none" ? "item knowledge" : cfg.item_knowledge == "none" ? "user knowledge" : "knowledge";
+  // The knowledge row's name: what was given to the model.
+  const std::string know_label = cfg.knowledge == "none"           ? "item knowledge"
+                                 : cfg.item_knowledge == "none"    ? cfg.knowledge + " user knowledge"
+                                 : cfg.knowledge == "profile"      ? "profile knowledge"
+                                                                   : "file knowledge";
 
-  std::vector<Row> rows;
-  rows.push_back({rlrf::list_order_name(data.config.setting), "", "", {rlrf::evaluate_baseline(data, rlrf::Split::kTest, "list_order")}});
-  rows.push_back({"popularity", "", "", {rlrf::evaluate_baseline(data, rlrf::Split::kTest, "popularity")}});
+  rlrf::ExperimentResults results;
+  results.dataset = data.dataset.name;
+  results.setting = data.config.setting;
+  auto baseline = [&](const std::string& name, const std::string& which) {
+    results.rows.push_back({name, "", {rlrf::seed_result(rlrf::evaluate_baseline(data, rlrf::Split::kTest, which), 0)}});
+  };
+  baseline(rlrf::list_order_name(data.config.setting), "list_order");
+  baseline("popularity", "popularity");
+
+  // One job per (model, with knowledge, seed), run side by side; each row keeps its seed order.
+  struct Job {
+    size_t row;
+    std::string model;
+    bool with;
+    int seed;
+  };
+  std::vector<Job> jobs;
   for (const std::string& m : models) {
     for (bool with : {false, true}) {
-      Row row{model_title(m) + (with ? " with " + know_label : " without knowledge"), m, with ? cfg.knowledge : "none", {}};
-      const rlrf::KnowledgeVectors k = with ? kv : rlrf::KnowledgeVectors{};
-      for (int seed : cfg.seeds) {
-        rlrf::RerankConfig c = cfg;
-        c.model = m;
-        c.seed = seed;
-        auto t0 = std::chrono::steady_clock::now();
-        rlrf::Reranker r = rlrf::train_reranker(data, k, c);
-        const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-        rlrf::EvalResult e = rlrf::evaluate(r, data, k, rlrf::Split::kTest);
-        rlrf::log_info("rerank: {} seed {}: test MAP@5 {:.4f} NDCG@5 {:.4f} (best epoch {} of {}, valid MAP@5 {:.4f}, {:.0f} s)",
-                       row.name, seed, e.mean.map_at(5), e.mean.ndcg_at(5), r.best_epoch, r.history.size(),
-                       r.best_valid_map5, secs);
-        row.run_info.push_back({{"seed", seed}, {"best_epoch", r.best_epoch}, {"epochs_run", r.history.size()},
-                                {"best_valid_map5", r.best_valid_map5}, {"train_seconds", secs}});
-        if (save_models)
-          rlrf::save_reranker(r, out / "models" / fmt::format("{}-{}-seed{}.rrk", m, with ? "knowledge" : "base", seed));
-        row.runs.push_back(std::move(e));
-      }
-      rows.push_back(std::move(row));
+      results.rows.push_back({with ? know_label : "no knowledge", m, std::vector<rlrf::SeedResult>(cfg.seeds.size())});
+      for (int seed : cfg.seeds) jobs.push_back({results.rows.size() - 1, m, with, seed});
     }
   }
+  const int workers = rlrf::rerank_jobs(cfg);
+  rlrf::log_info("rerank: {} trainings, {} side by side", jobs.size(), workers);
+  rlrf::run_parallel(static_cast<int64_t>(jobs.size()), workers, [&](int64_t i) {
+    const Job& job = jobs[static_cast<size_t>(i)];
+    rlrf::RerankConfig c = cfg;
+    c.model = job.model;
+    c.seed = job.seed;
+    const rlrf::KnowledgeVectors k = job.with ? kv : rlrf::KnowledgeVectors{};
+    auto t0 = std::chrono::steady_clock::now();
+    rlrf::Reranker r = rlrf::train_reranker(data, k, c);
+    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    rlrf::EvalResult e = rlrf::evaluate(r, data, k, rlrf::Split::kTest);
+    rlrf::RowResult& row = results.rows[job.row];
+    rlrf::log_info("rerank: {} / {} seed {}: test MAP@5 {:.4f} NDCG@5 {:.4f} (best epoch {} of {}, valid MAP@5 {:.4f}, {:.0f} s)",
+                   model_title(job.model), row.name, job.seed, e.mean.map_at(5), e.mean.ndcg_at(5), r.best_epoch,
+                   r.history.size(), r.best_valid_map5, secs);
+    if (save_models)
+      rlrf::save_reranker(r, out / "models" / fmt::format("{}-{}-seed{}.rrk", job.model, job.with ? "knowledge" : "base", job.seed));
+    const size_t slot = static_cast<size_t>(std::find(cfg.seeds.begin(), cfg.seeds.end(), job.seed) - cfg.seeds.begin());
+    row.seeds[slot] = rlrf::seed_result(e, job.seed, r, secs);
+  });
 
-  std::printf("%s", table(rows, cfg.seeds.size()).c_str());
-  // Knowledge gains per seed (paired: same seed, same test lists).
-  const int k5 = rlrf::metric_k_index(5);
-  for (size_t i = 2; i + 1 < rows.size(); i += 2) {
-    std::string line = fmt::format("{} gain from {} (MAP@5 per seed):", model_title(rows[i].model), know_label);
-    for (size_t s = 0; s < rows[i].runs.size(); ++s)
-      line += fmt::format(" {:+.4f}", rows[i + 1].runs[s].mean.map[k5] - rows[i].runs[s].mean.map[k5]);
-    std::printf("%s\n", line.c_str());
+  std::printf("%s: %s setting, test users (%zu lists); mean ± std over seeds %s\n\n%s\n", data.dataset.name.c_str(),
+              data.config.setting.c_str(), test_lists.size(), seeds_text.empty() ? "1,2,3" : seeds_text.c_str(),
+              rlrf::markdown_table(results).c_str());
+  // What the knowledge adds, paired: the same seed and the same test lists on both sides.
+  // And what each model adds over ranking by popularity alone.
+  std::vector<std::pair<std::string, rlrf::PairedComparison>> gains;
+  const rlrf::RowResult* popularity = results.find("popularity", "");
+  for (const std::string& m : models) {
+    const rlrf::RowResult* with = results.find(know_label, m);
+    const rlrf::RowResult* without = results.find("no knowledge", m);
+    for (int k : {5, 10})
+      for (const char* metric : {"map", "ndcg"})
+        gains.push_back({fmt::format("{} {} vs no knowledge", model_title(m), know_label), rlrf::compare_rows(*with, *without, metric, k)});
+    for (const rlrf::RowResult* row : {without, with})
+      for (const char* metric : {"map", "ndcg"})
+        gains.push_back({fmt::format("{} {} vs popularity", model_title(m), row->name), rlrf::compare_rows(*row, *popularity, metric, 5)});
   }
-
-  json j;
-  j["format"] = "rlrf-rerank-results-1";
-  j["prepared"] = prepared_path;
-  j["dataset"] = data.dataset.name;
-  j["setting"] = data.config.setting;
-  j["split"] = "test";
-  j["knowledge"] = cfg.knowledge;
-  j["item_knowledge"] = cfg.item_knowledge;
-  j["encoder"] = cfg.encoder;
-  j["seeds"] = cfg.seeds;
-  j["config"] = {{"epochs", cfg.epochs}, {"batch", cfg.batch}, {"lr", cfg.lr}, {"weight_decay", cfg.weight_decay},
-                 {"patience", cfg.patience}, {"shared_experts", cfg.shared_experts},
-                 {"specific_experts", cfg.specific_experts}, {"embed_dim", cfg.embed_dim},
-                 {"knowledge_norm", cfg.knowledge_norm}, {"user_text_history", cfg.user_text_history}};
-  j["ks"] = std::vector<int>(rlrf::kMetricKs.begin(), rlrf::kMetricKs.end());
-  j["test_lists"] = test_lists.size();
-  json users = json::array();
-  for (int32_t u : rows[0].runs[0].per_user.users) users.push_back(data.dataset.users[u].raw_id);
-  j["test_users"] = users;  // order of every per_user array
-  j["std_note"] = "std is the sample standard deviation over seeds (n - 1)";
-  json jr = json::array();
-  for (const Row& row : rows) jr.push_back(row_json(row));
-  j["rows"] = jr;
-  rlrf::write_file_atomic(out / "rerank_results.json", j.dump(1));
-  std::printf("wrote %s\n", (out / "rerank_results.json").string().c_str());
+  std::printf("%s\n", rlrf::markdown_comparisons(gains).c_str());
+  rlrf::save_experiment(results, out / "rerank_results.json");
+  std::printf("wrote %s (rlrf compare reads it)\n", (out / "rerank_results.json").string().c_str());
   return 0;
 }
 

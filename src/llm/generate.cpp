@@ -6,6 +6,7 @@
 #include <c10/core/InferenceMode.h>
 
 #include <algorithm>
+#include <map>
 #include <memory>
 #include <numeric>
 #include <unordered_set>
@@ -42,26 +43,50 @@ void run_batch(LlamaForCausalLM& model, const std::vector<GenerateRequest>& requ
   const int64_t capacity = Lp + max_new;
 
   // Left-padded prompts: row b's tokens sit in slots [Lp - len_b, Lp) with positions 0..len_b-1.
-  std::vector<int64_t> ids(B * Lp, 0), pos(B * Lp, 0);
+  // Rows with the same prompt (the N samples of one user) share one prefill: distinct prompts go
+  // through the model once and their cache rows are copied to every row that asked for them.
+  std::map<std::vector<int32_t>, int64_t> distinct;
+  std::vector<int64_t> source(B);  // row b's prompt among the distinct ones
+  std::vector<size_t> prefill_rows;
+  for (int64_t b = 0; b < B; ++b) {
+    auto [it, added] = distinct.try_emplace(requests[batch[b]].prompt, static_cast<int64_t>(prefill_rows.size()));
+    if (added) prefill_rows.push_back(batch[b]);
+    source[b] = it->second;
+  }
+  const int64_t U = static_cast<int64_t>(prefill_rows.size());
+  std::vector<int64_t> ids(U * Lp, 0), pos(U * Lp, 0);
   at::Tensor valid = at::zeros({B, capacity}, at::TensorOptions().dtype(at::kBool));
   std::vector<int64_t> next_pos(B);  // position of the next token of each row
-  for (int64_t b = 0; b < B; ++b) {
-    const auto& p = requests[batch[b]].prompt;
+  for (int64_t u = 0; u < U; ++u) {
+    const auto& p = requests[prefill_rows[u]].prompt;
     const int64_t len = static_cast<int64_t>(p.size()), pad = Lp - len;
     any_pad |= pad > 0;
     for (int64_t j = 0; j < len; ++j) {
-      ids[b * Lp + pad + j] = p[j];
-      pos[b * Lp + pad + j] = j;
+      ids[u * Lp + pad + j] = p[j];
+      pos[u * Lp + pad + j] = j;
     }
-    valid[b].narrow(0, pad, len).fill_(true);
+  }
+  for (int64_t b = 0; b < B; ++b) {
+    const int64_t len = static_cast<int64_t>(requests[batch[b]].prompt.size());
+    valid[b].narrow(0, Lp - len, len).fill_(true);
     next_pos[b] = len;
   }
   valid = valid.to(dev);
+  at::Tensor prefill_valid;
+  if (any_pad) {
+    std::vector<int64_t> first_of(U);
+    for (int64_t b = B - 1; b >= 0; --b) first_of[source[b]] = b;
+    prefill_valid = valid.narrow(1, 0, Lp).index_select(0, long_tensor(first_of, U, 1, dev).view({-1}));
+  }
 
-  KVCache cache = KVCache::allocate(model->config(), B, capacity, model->options().tensor_options());
-  at::Tensor h = model->hidden_states(long_tensor(ids, B, Lp, dev), long_tensor(pos, B, Lp, dev),
-                                      any_pad ? valid.narrow(1, 0, Lp) : at::Tensor(), &cache);
-  at::Tensor logits = model->logits(h.select(1, Lp - 1));  // [B, V] fp32
+  KVCache cache = KVCache::allocate(model->config(), U, capacity, model->options().tensor_options());
+  at::Tensor h = model->hidden_states(long_tensor(ids, U, Lp, dev), long_tensor(pos, U, Lp, dev), prefill_valid, &cache);
+  at::Tensor logits = model->logits(h.select(1, Lp - 1));  // [U, V] fp32
+  if (U < B) {
+    at::Tensor rows = long_tensor(source, B, 1, dev).view({-1});
+    cache.keep_rows(rows);
+    logits = logits.index_select(0, rows);  // [B, V]
+  }
 
   // Per-row state (rows are compacted when sequences finish).
   std::vector<size_t> row_req(batch.begin(), batch.end());
@@ -167,8 +192,12 @@ std::vector<Completion> generate(LlamaForCausalLM& model, const std::vector<Gene
   const int threads_before = at::get_num_threads();
   int threads = options.threads;
   if (threads <= 0) {
+    // A decoding step of a small fp32 model is a few tiny BLAS calls: threads that wait for each
+    // other cost more than they give (measured: tinystories-656k batch 64, one thread 1.04x two).
+    // bf16 matmuls go to oneDNN, which splits even small problems well (one thread 0.57x two).
     const double step_flops = 2.0 * model->config().num_parameters() * std::min<size_t>(requests.size(), options.batch_size);
-    threads = step_flops < 1e8 ? 1 : threads_before;
+    const bool half = model->dtype() == at::kBFloat16 || model->dtype() == at::kHalf;
+    threads = step_flops < 1e8 && !half ? 1 : threads_before;
   }
   if (threads != threads_before) at::set_num_threads(threads);
   std::unique_ptr<Progress> progress;

@@ -30,9 +30,9 @@ struct GenerateOptions {
   int64_t batch_size = 16;        // sequences decoded together
   bool sort_by_length = true;     // batch prompts of similar length (results do not change)
   bool progress = false;          // a Progress line on stderr
-  // Intra-op threads while decoding. 0: automatic, one thread when a step of the batch is below
-  // ~100 MFLOP (tiny models: threads cost more in synchronisation than they bring), otherwise the
-  // process's setting. The previous setting is restored afterwards.
+  // Intra-op threads while decoding. 0: automatic, one thread when an fp32 step of the batch is
+  // below ~100 MFLOP (tiny models: threads cost more in synchronisation than they bring; bf16 goes
+  // to oneDNN, which splits them well), otherwise the process's setting. Restored afterwards.
   int threads = 0;
 };
 

@@ -32,6 +32,11 @@ std::string dtype_name(at::ScalarType dtype) {
   }
 }
 
+int training_threads(const LlamaForCausalLMImpl& model) {
+  const bool full_precision = model.dtype() == at::kFloat || model.dtype() == at::kDouble;
+  return model.device().is_cpu() && full_precision && model.config().num_parameters() < 50'000'000 ? 1 : 0;
+}
+
 namespace {
 // Statistics (norms, softmax, logits) run in fp32, as HF does; fp64 models keep fp64.
 at::ScalarType stat_type(at::ScalarType t) { return t == at::kDouble ? at::kDouble : at::kFloat; }
@@ -253,7 +258,7 @@ void LlamaForCausalLMImpl::ensure_rope_table(int64_t n) {
 }
 
 ForwardContext LlamaForCausalLMImpl::make_context(const at::Tensor& positions_in, const at::Tensor& key_valid,
-                                                  int64_t B, int64_t T, KVCache* cache) {
+                                                  int64_t B, int64_t T, KVCache* cache, const at::Tensor& attend) {
   ForwardContext ctx;
   ctx.cache = cache;
   const at::Device dev = device();
@@ -288,13 +293,19 @@ ForwardContext LlamaForCausalLMImpl::make_context(const at::Tensor& positions_in
   ctx.sin_signed = rope_sin_.index_select(0, flat).view({B, T, 1, config_.head_dim});  // [B, T, 1, D]
 
   const bool window = config_.sliding_window > 0 && S > config_.sliding_window;
-  if (T == 1 && !key_valid.defined() && !window) return ctx;  // one query sees every key
+  if (T == 1 && !key_valid.defined() && !window && !attend.defined()) return ctx;  // one query sees every key
   if (key_valid.defined()) {
     RLRF_CHECK(key_valid.dim() == 2 && key_valid.size(0) == B && key_valid.size(1) == S,
                "key_valid should be [{}, {}], got {}", B, S, c10::str(key_valid.sizes()));
   }
   at::Tensor allowed;  // [1 or B, T, S]
-  if (T == 1 && !window) {
+  if (attend.defined()) {
+    RLRF_CHECK(attend.dim() == 3 && attend.size(0) == B && attend.size(1) == T && attend.size(2) == S,
+               "attend should be [{}, {}, {}], got {}", B, T, S, c10::str(attend.sizes()));
+    RLRF_CHECK(!window, "attend masks with a sliding window are not supported");
+    allowed = attend.to(dev, at::kBool);
+    if (key_valid.defined()) allowed = allowed.logical_and(key_valid.to(dev, at::kBool).unsqueeze(1));
+  } else if (T == 1 && !window) {
     allowed = key_valid.to(dev, at::kBool).unsqueeze(1);  // the newest slot sees every earlier one
   } else {
     auto lopt = at::TensorOptions().dtype(at::kLong).device(dev);
@@ -317,7 +328,7 @@ ForwardContext LlamaForCausalLMImpl::make_context(const at::Tensor& positions_in
 }
 
 at::Tensor LlamaForCausalLMImpl::hidden_states(const at::Tensor& ids, const at::Tensor& positions,
-                                               const at::Tensor& key_valid, KVCache* cache) {
+                                               const at::Tensor& key_valid, KVCache* cache, const at::Tensor& attend) {
   RLRF_CHECK(ids.dim() == 2, "ids should be [batch, time], got {}", c10::str(ids.sizes()));
   const int64_t B = ids.size(0), T = ids.size(1);
   if (cache) {
@@ -325,7 +336,7 @@ at::Tensor LlamaForCausalLMImpl::hidden_states(const at::Tensor& ids, const at::
                "KV cache of {} rows and {} slots ({} used) cannot take a [{}, {}] step", cache->batch(),
                cache->capacity(), cache->length, B, T);
   }
-  ForwardContext ctx = make_context(positions, key_valid, B, T, cache);
+  ForwardContext ctx = make_context(positions, key_valid, B, T, cache, attend);
   at::Tensor x = model->embed_tokens(ids.to(device()));  // [B, T, hidden]
   for (size_t l = 0; l < model->layer_list.size(); ++l) x = model->layer_list[l](x, ctx, static_cast<int64_t>(l));
   if (cache) cache->length += T;

@@ -38,6 +38,12 @@ struct ModelOptions {
 // at::kFloat from "fp32"/"float32", at::kBFloat16 from "bf16"/"bfloat16", kHalf from "fp16";
 // Error naming the value otherwise.
 at::ScalarType parse_dtype(const std::string& name);
+
+class LlamaForCausalLMImpl;
+// Intra-op threads for training `model` on CPU when none are asked for: one for small fp32 models
+// (OpenBLAS and libtorch's threads wait for each other after every small op: tinystories-656k's
+// DPO steps run 1.5-1.8x faster on one thread than on two here), 0 (leave as set) otherwise.
+int training_threads(const LlamaForCausalLMImpl& model);
 std::string dtype_name(at::ScalarType dtype);  // "fp32", "bf16", "fp16"
 
 // What all layers of one forward share: rotary tables and the attention mask.
@@ -125,9 +131,11 @@ class LlamaForCausalLMImpl : public torch::nn::Module {
   // ids [B, T] int64 (any device); positions [B, T] int64 (undefined: 0..T-1, or continuing the
   // cache); key_valid [B, S] bool over all key slots S = past + T (undefined: all valid); cache:
   // when given, keys/values are appended at cache->length and cache->length grows by T.
+  // attend [B, T, S] bool (undefined: causal by slot, and key_valid): which keys each query sees,
+  // for packed sequences whose parts must not see each other (llm/logprob.h's pair_logprobs).
   // Returns the final hidden states [B, T, hidden] (after the last RMSNorm), compute dtype.
   at::Tensor hidden_states(const at::Tensor& ids, const at::Tensor& positions = {},
-                           const at::Tensor& key_valid = {}, KVCache* cache = nullptr);
+                           const at::Tensor& key_valid = {}, KVCache* cache = nullptr, const at::Tensor& attend = {});
   // hidden [..., hidden] -> logits [..., vocab] in fp32 (fp64 for fp64 models).
   at::Tensor logits(const at::Tensor& hidden);
   // ids [B, T] -> logits [B, T, vocab] fp32 (see hidden_states for the other arguments).
@@ -149,7 +157,7 @@ class LlamaForCausalLMImpl : public torch::nn::Module {
 
  private:
   ForwardContext make_context(const at::Tensor& positions, const at::Tensor& key_valid, int64_t batch, int64_t t,
-                              KVCache* cache);
+                              KVCache* cache, const at::Tensor& attend);
   void ensure_rope_table(int64_t n);
   ModelConfig config_;
   ModelOptions options_;

@@ -12,6 +12,24 @@
 
 namespace rlrf {
 
+SeedResult seed_result(const EvalResult& test, int64_t seed) {
+  SeedResult s;
+  s.seed = seed;
+  s.test = test.mean;
+  s.users = test.per_user.users;
+  s.per_user = test.per_user.metrics;
+  return s;
+}
+
+SeedResult seed_result(const EvalResult& test, int64_t seed, const Reranker& model, double train_seconds) {
+  SeedResult s = seed_result(test, seed);
+  s.best_epoch = model.best_epoch;
+  s.epochs_run = static_cast<int>(model.history.size());
+  s.best_valid_map5 = model.best_valid_map5;
+  s.train_seconds = train_seconds;
+  return s;
+}
+
 const RowResult* ExperimentResults::find(const std::string& name, const std::string& model) const {
   for (const RowResult& r : rows)
     if (r.name == name && r.model == model) return &r;
@@ -63,15 +81,24 @@ PairedComparison compare_rows(const RowResult& a, const RowResult& b, const std:
   PairedComparison c;
   c.metric = metric;
   c.k = k;
-  std::map<int64_t, const SeedResult*> bs;
-  for (const SeedResult& s : b.seeds) bs[s.seed] = &s;
+  // Seeds pair by number; a row with one result (a baseline: no training, no seed) pairs with
+  // every seed of the other.
+  std::vector<std::pair<const SeedResult*, const SeedResult*>> paired;
+  if (a.seeds.size() == 1 || b.seeds.size() == 1) {
+    for (const SeedResult& sa : a.seeds)
+      for (const SeedResult& sb : b.seeds) paired.push_back({&sa, &sb});
+  } else {
+    std::map<int64_t, const SeedResult*> bs;
+    for (const SeedResult& s : b.seeds) bs[s.seed] = &s;
+    for (const SeedResult& sa : a.seeds)
+      if (auto it = bs.find(sa.seed); it != bs.end()) paired.push_back({&sa, it->second});
+  }
   std::vector<double> diffs, va, vb;
   std::map<int32_t, std::pair<double, double>> user_sum;  // user -> (sum a, sum b)
   std::map<int32_t, int> user_count;
-  for (const SeedResult& sa : a.seeds) {
-    auto it = bs.find(sa.seed);
-    if (it == bs.end()) continue;
-    const SeedResult& sb = *it->second;
+  for (auto [pa, pb] : paired) {
+    const SeedResult& sa = *pa;
+    const SeedResult& sb = *pb;
     double xa = metric_of(sa.test, metric, k), xb = metric_of(sb.test, metric, k);
     va.push_back(xa);
     vb.push_back(xb);
@@ -124,7 +151,9 @@ nlohmann::json to_json(const ExperimentResults& r) {
                        {"ndcg", metrics_json(s.test.ndcg)},
                        {"lists", s.test.count},
                        {"best_epoch", s.best_epoch},
+                       {"epochs_run", s.epochs_run},
                        {"best_valid_map5", s.best_valid_map5},
+                       {"train_seconds", s.train_seconds},
                        {"users", s.users},
                        {"per_user_map", pu_map},
                        {"per_user_ndcg", pu_ndcg}});
@@ -168,6 +197,8 @@ ExperimentResults experiment_from_json(const nlohmann::json& j, const std::strin
         sr.test.count = s.value("lists", int64_t(0));
         sr.best_epoch = s.value("best_epoch", 0);
         sr.best_valid_map5 = s.value("best_valid_map5", 0.0);
+        sr.epochs_run = s.value("epochs_run", 0);
+        sr.train_seconds = s.value("train_seconds", 0.0);
         sr.users = s.value("users", std::vector<int32_t>{});
         const auto& pm = s.at("per_user_map");
         const auto& pn = s.at("per_user_ndcg");

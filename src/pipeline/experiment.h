@@ -11,6 +11,7 @@
 #include <nlohmann/json_fwd.hpp>
 
 #include "rerank/metrics.h"
+#include "rerank/reranker.h"
 
 namespace rlrf {
 
@@ -18,10 +19,16 @@ struct SeedResult {
   int64_t seed = 0;
   MetricTable test;               // means over the test lists
   int best_epoch = 0;             // 0 for baselines
+  int epochs_run = 0;             // epochs trained before early stopping (0 for baselines)
   double best_valid_map5 = 0;
+  double train_seconds = 0;
   std::vector<int32_t> users;     // per-user test means, for sign tests
   std::vector<ListMetrics> per_user;
 };
+
+// A baseline's result (no training), and a trained model's with its training record.
+SeedResult seed_result(const EvalResult& test, int64_t seed);
+SeedResult seed_result(const EvalResult& test, int64_t seed, const Reranker& model, double train_seconds);
 
 struct RowResult {
   std::string name;   // "random order", "popularity", "no knowledge", "profile", "KAR (round 0)", ...
@@ -44,7 +51,7 @@ MeanStd row_stat(const RowResult& row, const std::string& metric, int k);
 struct PairedComparison {
   std::string metric;
   int k = 5;
-  int64_t seeds = 0;             // seeds both rows have
+  int64_t seeds = 0;             // paired seeds
   double mean_a = 0, mean_b = 0;
   double mean_diff = 0;          // a - b, mean over common seeds
   double diff_std = 0;           // sample std of the per-seed differences
@@ -52,6 +59,8 @@ struct PairedComparison {
   int64_t users_a_better = 0, users_b_better = 0, users_tied = 0;  // per-user means over seeds
   double sign_test_p = 1;        // two-sided exact binomial test on the untied users
 };
+// A - B over the seeds both rows have (a row with a single result, a baseline, pairs with every
+// seed of the other); users pair by id, each user's metric averaged over the paired seeds.
 PairedComparison compare_rows(const RowResult& a, const RowResult& b, const std::string& metric, int k);
 
 // Two-sided exact sign test p-value for `plus` successes among `plus + minus` trials.

@@ -33,6 +33,8 @@ void GenerateConfig::read(const ConfigSection& s) {
   s.read("batch_size", batch_size);
   s.read("seed", seed);
   s.read("chunk", chunk);
+  s.read("dtype", dtype);
+  s.read("threads", threads);
   RLRF_CHECK(n >= 1, "{}: n must be >= 1 (2 or more to form pairs)", s.where());
   RLRF_CHECK(max_new_tokens >= 1 && batch_size >= 1 && chunk >= 1, "{}: max_new_tokens, batch_size, chunk must be >= 1", s.where());
 }
@@ -77,6 +79,10 @@ RunConfig RunConfig::from_file(const ConfigFile& file) {
   read("rerank", c.rerank);
   read("dpo", c.dpo);
   read("eval", c.eval);
+  RLRF_CHECK(c.reward.train_knowledge != "sample0" || c.generate.n >= 3,
+             "{}: [reward] train_knowledge = \"sample0\" leaves sample 0 out of the pairs (its reward model has fitted it), "
+             "so [generate] n must be >= 3 to pair two others; got n = {}",
+             file.path(), c.generate.n);
   return c;
 }
 

@@ -44,6 +44,10 @@ struct GenerateConfig {
   int batch_size = 64;
   int64_t seed = 1234;
   int chunk = 256;            // responses written per transaction (what a crash can lose at most)
+  // Compute dtype of generation; empty: [model] dtype. bf16 generation of an fp32-trained policy is
+  // what serving engines do; on CPUs with AVX512-BF16 it runs ~4x faster than fp32 here.
+  std::string dtype;
+  int threads = 0;            // intra-op threads; 0: automatic (one for models too small to split)
   void read(const ConfigSection& s);
 };
 

@@ -121,11 +121,15 @@ std::string policy_fingerprint(const RunContext& ctx, int round) {
                       c.sections_text({"prompt", "generate", "reward", "rerank", "knowledge", "dpo"}), ctx.prepared_fingerprint});
 }
 
-llm::LlamaForCausalLM load_policy(const RunContext& ctx, int round) {
+at::ScalarType stage_dtype(const RunContext& ctx, const std::string& stage_dtype) {
+  return llm::parse_dtype(stage_dtype.empty() ? ctx.config.model.dtype : stage_dtype);
+}
+
+llm::LlamaForCausalLM load_policy(const RunContext& ctx, int round, at::ScalarType dtype) {
   const RunConfig& c = ctx.config;
   llm::ModelOptions options;
   options.device = ctx.device;
-  options.dtype = llm::parse_dtype(c.model.dtype);
+  options.dtype = dtype;
   std::filesystem::path base = expand_path(c.model.path);
   bool sft_full = c.sft.enabled && c.sft.finetune == "full";
   if (sft_full) base = ctx.sft_dir();

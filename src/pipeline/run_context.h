@@ -18,7 +18,7 @@
 namespace rlrf {
 
 // Bumped when a stage's outputs change meaning, so old runs are redone rather than misread.
-inline constexpr const char* kPipelineVersion = "rlrf-pipeline-1";
+inline constexpr const char* kPipelineVersion = "rlrf-pipeline-2";
 
 struct RunContext {
   RunConfig config;
@@ -57,7 +57,9 @@ std::string policy_fingerprint(const RunContext& ctx, int round);
 
 // Loads the policy that generates round r: the base model (or the SFT model), then round 1..r's
 // adapters merged in order (or round r's full model).
-llm::LlamaForCausalLM load_policy(const RunContext& ctx, int round);
+llm::LlamaForCausalLM load_policy(const RunContext& ctx, int round, at::ScalarType dtype);
+// A stage's compute dtype: its own `dtype` key when set, else [model] dtype.
+at::ScalarType stage_dtype(const RunContext& ctx, const std::string& stage_dtype);
 
 // Knowledge texts per user (indexed by user) from round r's sample-0 responses ("" when missing).
 std::vector<std::string> round_knowledge_texts(const RunContext& ctx, int round);

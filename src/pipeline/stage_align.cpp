@@ -34,10 +34,19 @@ static std::filesystem::path reward_model_path(const RunContext& ctx, int model_
 }
 
 // Scores round r's responses of participating training users with a reward model.
+// A reward model trained with a round's sample-0 responses as the users' knowledge has fitted
+// those very vectors on the very lists that score them: it rates sample 0 above the user's other
+// responses (measured on the demo: best of 4 for 53% of users, against 25% by chance), so sample 0
+// would be "chosen" for being seen, not for being better. Its own round's sample 0 is not scored.
+static bool scored_by(const RunContext& ctx, int model_round, int round, int sample) {
+  return !(ctx.config.reward.train_knowledge == "sample0" && model_round == round && sample == 0);
+}
+
 static std::vector<StoredReward> score_round(RunContext& ctx, const RewardModel& model, int model_round, int round) {
   std::vector<UserResponse> responses;
   for (const StoredResponse& r : ctx.store->responses(round))
-    if (ctx.data.sequences[static_cast<size_t>(r.user)].split == Split::kTrain) responses.push_back({r.user, r.sample, r.text});
+    if (ctx.data.sequences[static_cast<size_t>(r.user)].split == Split::kTrain && scored_by(ctx, model_round, round, r.sample))
+      responses.push_back({r.user, r.sample, r.text});
   std::vector<double> rewards = score_responses(model, ctx.data, responses, ctx.config.reward, *ctx.encoder,
                                                 ctx.encode_cache(), ctx.config.knowledge.user_history);
   std::vector<StoredReward> rows;
@@ -92,6 +101,8 @@ void stage_reward(RunContext& ctx, int round) {
     int prev = reward_model_round(ctx, round - 1);
     if (!(train_new && prev == model_round)) {
       Reranker r = load_reranker(reward_model_path(ctx, prev), ctx.device);
+      r.dtype = ctx.config.rerank.dtype;  // score as it was trained
+      r.threads = ctx.config.rerank.threads;
       RewardModel model = reward_model_from(ctx, r);
       std::vector<StoredReward> rows = score_round(ctx, model, prev, round);
       double mean = 0;
@@ -168,7 +179,7 @@ void stage_dpo(RunContext& ctx, int round) {
     if (pp.chosen.empty() || pp.rejected.empty()) continue;
     pairs.push_back(std::move(pp));
   }
-  llm::LlamaForCausalLM model = load_policy(ctx, from);
+  llm::LlamaForCausalLM model = load_policy(ctx, from, stage_dtype(ctx, c.dpo.dtype));
   llm::LoraConfig lora = c.dpo.lora;
   lora.base_model_name_or_path = expand_path(c.model.path).string();
   if (c.dpo.finetune == "lora") llm::apply_lora(model, lora);
@@ -188,7 +199,7 @@ void stage_dpo(RunContext& ctx, int round) {
     llm::save_lora(model, lora, ctx.model_dir(round) / "adapter");
   } else {
     llm::SaveOptions save;
-    save.dtype = llm::parse_dtype(c.model.dtype);
+    save.dtype = stage_dtype(ctx, c.dpo.dtype);
     save.tokenizer_from = c.model.tokenizer.empty() ? expand_path(c.model.path) : expand_path(c.model.tokenizer);
     llm::save_model(model, ctx.model_dir(round), save);
   }

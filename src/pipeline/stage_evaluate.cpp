@@ -4,6 +4,9 @@
 // resumed run redoes only what is missing.
 #include <fmt/format.h>
 
+#include <atomic>
+#include <chrono>
+#include <mutex>
 #include <nlohmann/json.hpp>
 
 #include "knowledge/knowledge.h"
@@ -14,6 +17,7 @@
 #include "util/error.h"
 #include "util/files.h"
 #include "util/log.h"
+#include "util/runtime.h"
 
 namespace rlrf {
 
@@ -28,17 +32,6 @@ static std::filesystem::path write_round_knowledge(RunContext& ctx, int round) {
   }
   write_file_atomic(path, out);
   return path;
-}
-
-static SeedResult seed_result_from(const EvalResult& e, int64_t seed, int best_epoch, double best_valid) {
-  SeedResult s;
-  s.seed = seed;
-  s.test = e.mean;
-  s.best_epoch = best_epoch;
-  s.best_valid_map5 = best_valid;
-  s.users = e.per_user.users;
-  s.per_user = e.per_user.metrics;
-  return s;
 }
 
 static nlohmann::json seed_json(const SeedResult& s) {
@@ -58,8 +51,8 @@ void stage_evaluate(RunContext& ctx) {
   results.dataset = ctx.data.dataset.name;
   results.setting = ctx.data.config.setting;
   std::string list_order = list_order_name(ctx.data.config.setting);
-  results.rows.push_back({list_order, "", {seed_result_from(evaluate_baseline(ctx.data, Split::kTest, "list_order"), 0, 0, 0)}});
-  results.rows.push_back({"popularity", "", {seed_result_from(evaluate_baseline(ctx.data, Split::kTest, "popularity"), 0, 0, 0)}});
+  results.rows.push_back({list_order, "", {seed_result(evaluate_baseline(ctx.data, Split::kTest, "list_order"), 0)}});
+  results.rows.push_back({"popularity", "", {seed_result(evaluate_baseline(ctx.data, Split::kTest, "popularity"), 0)}});
 
   struct Row {
     std::string name;
@@ -87,33 +80,54 @@ void stage_evaluate(RunContext& ctx) {
     rows.push_back({name, source("file:" + file.string()), fingerprint({common, "round", generate_fingerprint(ctx, r)})});
   }
 
-  int total = static_cast<int>(rows.size() * c.eval.models.size() * c.eval.seeds.size()), done = 0;
+  // Every (row, model, seed) training is one job; those the store holds are read back, the rest run
+  // side by side, each stored as soon as it is done.
+  struct Job {
+    size_t result_row, slot, knowledge;
+    std::string model, key;
+    int seed;
+  };
+  std::vector<KnowledgeVectors> kvs;
+  std::vector<Job> jobs;
+  size_t cached = 0;
   for (const Row& row : rows) {
-    KnowledgeVectors kv = build_knowledge_vectors(ctx.data, row.source, *ctx.encoder);
+    kvs.push_back(build_knowledge_vectors(ctx.data, row.source, *ctx.encoder));
     for (const std::string& model : c.eval.models) {
-      RowResult rr{row.name, model, {}};
-      for (int seed : c.eval.seeds) {
-        ++done;
-        std::string key = fmt::format("eval/{}/{}/{}", row.fp, model, seed);
-        if (auto cached = ctx.store->doc(key)) {
-          rr.seeds.push_back(seed_from_json(nlohmann::json::parse(*cached)));
-          continue;
+      results.rows.push_back({row.name, model, std::vector<SeedResult>(c.eval.seeds.size())});
+      for (size_t i = 0; i < c.eval.seeds.size(); ++i) {
+        Job job{results.rows.size() - 1, i, kvs.size() - 1, model, fmt::format("eval/{}/{}/{}", row.fp, model, c.eval.seeds[i]),
+                c.eval.seeds[i]};
+        if (auto doc = ctx.store->doc(job.key)) {
+          results.rows.back().seeds[i] = seed_from_json(nlohmann::json::parse(*doc));
+          ++cached;
+        } else {
+          jobs.push_back(std::move(job));
         }
-        RerankConfig rc = c.rerank;
-        rc.model = model;
-        rc.seed = seed;
-        log_info("evaluate [{}/{}]: {} / {} / seed {}", done, total, row.name, model, seed);
-        Reranker r = train_reranker(ctx.data, kv, rc);
-        EvalResult e = evaluate(r, ctx.data, kv, Split::kTest);
-        SeedResult s = seed_result_from(e, seed, r.best_epoch, r.best_valid_map5);
-        ctx.store->put_doc(key, seed_json(s).dump());
-        log_info("evaluate: {} / {} / seed {}: test MAP@5 {:.4f} NDCG@5 {:.4f} (best epoch {}, valid MAP@5 {:.4f})", row.name, model,
-                 seed, e.mean.map_at(5), e.mean.ndcg_at(5), r.best_epoch, r.best_valid_map5);
-        rr.seeds.push_back(std::move(s));
       }
-      results.rows.push_back(std::move(rr));
     }
   }
+  const int workers = rerank_jobs(c.rerank);
+  log_info("evaluate: {} trainings ({} done before), {} side by side", jobs.size() + cached, cached, workers);
+  std::mutex mu;
+  std::atomic<int> done{0};
+  run_parallel(static_cast<int64_t>(jobs.size()), workers, [&](int64_t j) {
+    const Job& job = jobs[static_cast<size_t>(j)];
+    RowResult& rr = results.rows[job.result_row];
+    RerankConfig rc = c.rerank;
+    rc.model = job.model;
+    rc.seed = job.seed;
+    auto t0 = std::chrono::steady_clock::now();
+    Reranker r = train_reranker(ctx.data, kvs[job.knowledge], rc);
+    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    EvalResult e = evaluate(r, ctx.data, kvs[job.knowledge], Split::kTest);
+    SeedResult s = seed_result(e, job.seed, r, secs);
+    std::lock_guard<std::mutex> lock(mu);
+    ctx.store->put_doc(job.key, seed_json(s).dump());
+    log_info("evaluate [{}/{}]: {} / {} / seed {}: test MAP@5 {:.4f} NDCG@5 {:.4f} (best epoch {} of {}, valid MAP@5 {:.4f}, {:.0f} s)",
+             ++done, jobs.size(), rr.name, job.model, job.seed, e.mean.map_at(5), e.mean.ndcg_at(5), r.best_epoch,
+             r.history.size(), r.best_valid_map5, secs);
+    rr.seeds[job.slot] = std::move(s);
+  });
   save_experiment(results, ctx.dir / "results.json");
   log_info("evaluate: results in {}\n{}", (ctx.dir / "results.json").string(), markdown_table(results, {5}));
 }

@@ -63,7 +63,7 @@ void stage_generate(RunContext& ctx, int round) {
   }
   if (!have.empty()) log_info("{}: resuming, {} of {} responses already stored", stage, have.size(), total);
 
-  llm::LlamaForCausalLM model = load_policy(ctx, round);
+  llm::LlamaForCausalLM model = load_policy(ctx, round, stage_dtype(ctx, g.dtype));
   llm::GenerateOptions options;
   options.max_new_tokens = g.max_new_tokens;
   options.sampling.temperature = g.temperature;
@@ -72,6 +72,7 @@ void stage_generate(RunContext& ctx, int round) {
   options.sampling.seed = static_cast<uint64_t>(g.seed) + 1000003ull * static_cast<uint64_t>(round);
   options.stop_ids = ctx.tokenizer.eos_ids();
   options.batch_size = g.batch_size;
+  options.threads = g.threads;
 
   Progress progress(stage, total, "responses", total - static_cast<int64_t>(todo.size()));
   auto t0 = std::chrono::steady_clock::now();

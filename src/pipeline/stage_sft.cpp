@@ -93,7 +93,7 @@ void stage_sft(RunContext& ctx) {
 
   llm::ModelOptions options;
   options.device = ctx.device;
-  options.dtype = llm::parse_dtype(ctx.config.model.dtype);
+  options.dtype = stage_dtype(ctx, c.dtype);
   std::filesystem::path base = expand_path(ctx.config.model.path);
   llm::LlamaForCausalLM model = llm::load_model(base, options);
   llm::LoraConfig lora = c.lora;
@@ -114,7 +114,7 @@ void stage_sft(RunContext& ctx) {
     llm::save_lora(model, lora, ctx.sft_dir() / "adapter");
   } else {
     llm::SaveOptions save;
-    save.dtype = llm::parse_dtype(ctx.config.model.dtype);
+    save.dtype = options.dtype;
     save.tokenizer_from = ctx.config.model.tokenizer.empty() ? base : expand_path(ctx.config.model.tokenizer);
     llm::save_model(model, ctx.sft_dir(), save);
   }

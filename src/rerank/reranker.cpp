@@ -3,6 +3,7 @@
 #include "rerank/reranker.h"
 
 #include <ATen/ATen.h>
+#include <ATen/autocast_mode.h>
 #include <torch/optim/adamw.h>
 #include <torch/utils.h>
 
@@ -10,6 +11,7 @@
 #include <chrono>
 #include <cmath>
 #include <map>
+#include <mutex>
 #include <random>
 
 #include "util/config.h"
@@ -34,6 +36,9 @@ void RerankConfig::read(const ConfigSection& s) {
   s.read("seed", seed);
   s.read("device", device);
   s.read("eval_batch", eval_batch);
+  s.read("threads", threads);
+  s.read("jobs", jobs);
+  s.read("dtype", dtype);
   s.read("knowledge_norm", knowledge_norm);
   s.read("seeds", seeds);
   s.read("knowledge", knowledge);
@@ -52,6 +57,9 @@ void RerankConfig::read(const ConfigSection& s) {
              "{}: need at least one expert (shared_experts {}, specific_experts {})", s.where(), shared_experts,
              specific_experts);
   RLRF_CHECK(embed_dim >= 1 && eval_batch >= 1, "{}: embed_dim and eval_batch must be >= 1", s.where());
+  RLRF_CHECK(dtype == "fp32" || dtype == "bf16", "{}: dtype = '{}' (use fp32 or bf16)", s.where(), dtype);
+  RLRF_CHECK(threads >= 0 && jobs >= 0, "{}: threads and jobs must be >= 0 (0: automatic), got {} and {}", s.where(),
+             threads, jobs);
   RLRF_CHECK(knowledge_norm == "standardize" || knowledge_norm == "none",
              "{}: knowledge_norm = '{}' (use standardize or none)", s.where(), knowledge_norm);
   RLRF_CHECK(!seeds.empty(), "{}: seeds must list at least one seed", s.where());
@@ -61,6 +69,41 @@ void RerankConfig::read(const ConfigSection& s) {
 // Batches of lists
 
 namespace {
+
+// dtype "bf16": matmuls of the pass in bfloat16 with float32 weights, accumulation and statistics
+// (libtorch's CPU/CUDA autocast); "fp32": as the weights are.
+class MixedPrecision {
+ public:
+  MixedPrecision(const std::string& dtype, const torch::Device& dev) : on_(dtype == "bf16"), cuda_(dev.is_cuda()) {
+    if (!on_) return;
+    if (cuda_) {
+      was_ = at::autocast::is_enabled();
+      at::autocast::set_autocast_gpu_dtype(at::kBFloat16);
+      at::autocast::set_enabled(true);
+    } else {
+      was_ = at::autocast::is_cpu_enabled();
+      at::autocast::set_autocast_cpu_dtype(at::kBFloat16);
+      at::autocast::set_cpu_enabled(true);
+    }
+  }
+  ~MixedPrecision() {
+    if (!on_) return;
+    if (cuda_) at::autocast::set_enabled(was_);
+    else at::autocast::set_cpu_enabled(was_);
+    if (!was_) at::autocast::clear_cache();
+  }
+  MixedPrecision(const MixedPrecision&) = delete;
+  MixedPrecision& operator=(const MixedPrecision&) = delete;
+
+ private:
+  bool on_, cuda_, was_ = false;
+};
+
+// The intra-op threads of a pass over `r` (RerankConfig::threads); 0 leaves them as they are.
+int pass_threads(const Reranker& r) {
+  if (r.threads > 0) return r.threads;
+  return r.device == "cpu" ? 1 : 0;
+}
 
 struct Batch {
   at::Tensor items;   // [B, L] int64
@@ -137,12 +180,15 @@ at::Tensor adapt_chunked(const at::Tensor& v, int64_t chunk, F&& f) {
 // (required when the model has user knowledge).
 std::vector<std::vector<float>> score_core(const Reranker& r, const PreparedData& data, const KnowledgeVectors& kv,
                                            const std::vector<int64_t>& lists, const at::Tensor& user_feat) {
+  ScopedThreads threads(pass_threads(r));
   RerankerModel m = r.model;
   const torch::Device dev(r.device);
   at::Tensor item_feat_all;
   if (r.shape.item_dim > 0) {
     RLRF_CHECK(kv.item.defined(), "rerank: the model uses item knowledge but no item vectors were given");
-    item_feat_all = adapt_chunked(rows_to(kv.item, dev), 8192, [&](const at::Tensor& x) { return m->adapt_items(x); });
+    MixedPrecision mixed(r.dtype, dev);
+    item_feat_all = adapt_chunked(rows_to(kv.item, dev), 8192, [&](const at::Tensor& x) { return m->adapt_items(x); })
+                        .to(at::kFloat);
   }
   std::vector<std::vector<float>> out(lists.size());
   // Batches over positions in `lists` (a list may appear several times, e.g. in rewards).
@@ -159,7 +205,11 @@ std::vector<std::vector<float>> score_core(const Reranker& r, const PreparedData
       if (r.shape.user_dim > 0) uf = user_feat.index_select(0, at::tensor(ps, at::kLong).to(dev));
       if (r.shape.item_dim > 0)
         itf = item_feat_all.index_select(0, items.flatten()).view({items.size(0), items.size(1), -1});
-      at::Tensor scores = at::sigmoid(m->forward(items, b.attrs.to(dev), uf, itf)).to(at::kCPU).contiguous();
+      at::Tensor scores;
+      {
+        MixedPrecision mixed(r.dtype, dev);
+        scores = at::sigmoid(m->forward(items, b.attrs.to(dev), uf, itf).to(at::kFloat)).to(at::kCPU).contiguous();
+      }
       const float* sp = scores.data_ptr<float>();
       const int64_t l = scores.size(1);
       for (size_t i = 0; i < ps.size(); ++i) out[ps[i]].assign(sp + i * l, sp + (i + 1) * l);
@@ -224,8 +274,16 @@ Reranker make_reranker(const PreparedData& data, const KnowledgeVectors& kv, con
   r.shape = reranker_shape(data, kv, config);
   r.device = resolve_device(config.device);
   r.eval_batch = config.eval_batch;
-  torch::manual_seed(static_cast<uint64_t>(config.seed));
-  r.model = RerankerModel(r.shape);
+  r.threads = config.threads;
+  r.dtype = config.dtype;
+  {
+    // The initialisation draws from libtorch's global generator: one model at a time, so that
+    // trainings run side by side get the same weights as when run alone.
+    static std::mutex init_mutex;
+    std::lock_guard<std::mutex> lock(init_mutex);
+    torch::manual_seed(static_cast<uint64_t>(config.seed));
+    r.model = RerankerModel(r.shape);
+  }
   if (config.knowledge_norm == "standardize" && !kv.empty()) {
     auto stats = [](const at::Tensor& v) {
       at::Tensor x = v.to(at::kFloat);
@@ -255,7 +313,13 @@ std::vector<int64_t> lists_of_split(const PreparedData& data, Split split) {
   return out;
 }
 
+int rerank_jobs(const RerankConfig& config) {
+  if (config.jobs > 0) return config.jobs;
+  return resolve_device(config.device) == "cpu" ? machine_threads() : 1;
+}
+
 void fit(Reranker& r, const PreparedData& data, const KnowledgeVectors& kv, const RerankConfig& cfg) {
+  ScopedThreads threads(pass_threads(r));
   const torch::Device dev(r.device);
   std::vector<int64_t> train = lists_of_split(data, Split::kTrain);
   std::vector<int64_t> valid = lists_of_split(data, Split::kValid);
@@ -297,10 +361,22 @@ void fit(Reranker& r, const PreparedData& data, const KnowledgeVectors& kv, cons
       Batch b = make_batch(data, ls);
       at::Tensor items = b.items.to(dev);
       at::Tensor uf, itf;
-      if (r.shape.user_dim > 0) uf = m->adapt_users(user_vec.index_select(0, b.users.to(dev)));
-      if (r.shape.item_dim > 0)
-        itf = m->adapt_items(item_vec.index_select(0, items.flatten())).view({items.size(0), items.size(1), -1});
-      at::Tensor logits = m->forward(items, b.attrs.to(dev), uf, itf);
+      // Each distinct user and item of the batch goes through the adapter once (a list's user is on
+      // all its lists, popular items on many): the same values and gradients as one row per slot.
+      auto adapt_distinct = [](const at::Tensor& ids, const at::Tensor& vectors, auto&& adapt) {
+        auto [distinct, inverse, counts] = at::_unique2(ids, /*sorted=*/false, /*return_inverse=*/true, false);
+        return adapt(vectors.index_select(0, distinct)).index_select(0, inverse.flatten());
+      };
+      at::Tensor logits;
+      {
+        MixedPrecision mixed(cfg.dtype, dev);
+        if (r.shape.user_dim > 0)
+          uf = adapt_distinct(b.users.to(dev), user_vec, [&](const at::Tensor& x) { return m->adapt_users(x); });
+        if (r.shape.item_dim > 0)
+          itf = adapt_distinct(items.flatten(), item_vec, [&](const at::Tensor& x) { return m->adapt_items(x); })
+                    .view({items.size(0), items.size(1), -1});
+        logits = m->forward(items, b.attrs.to(dev), uf, itf).to(at::kFloat);
+      }
       at::Tensor loss = at::binary_cross_entropy_with_logits(logits, b.labels.to(dev));
       opt.zero_grad();
       loss.backward();
@@ -355,7 +431,10 @@ std::vector<std::vector<float>> score_lists(const Reranker& r, const PreparedDat
   const torch::Device dev(r.device);
   at::Tensor user_feat;
   if (r.shape.user_dim > 0) {
-    auto adapt = [&](const at::Tensor& x) { return m->adapt_users(x); };
+    auto adapt = [&](const at::Tensor& x) {
+      MixedPrecision mixed(r.dtype, dev);
+      return m->adapt_users(x).to(at::kFloat);
+    };
     if (user_override.defined()) {
       RLRF_CHECK(user_override.dim() == 2 && user_override.size(0) == static_cast<int64_t>(lists.size()) &&
                      user_override.size(1) == r.shape.user_dim,
@@ -444,7 +523,10 @@ std::vector<MetricTable> knowledge_reward_metrics(const Reranker& r, const Prepa
     RerankerModel m = r.model;
     const torch::Device dev(r.device);
     at::Tensor cand_feat = adapt_chunked(rows_to(candidate_vectors, dev), 8192,
-                                         [&](const at::Tensor& x) { return m->adapt_users(x); });  // [C, out]
+                                         [&](const at::Tensor& x) {
+                                           MixedPrecision mixed(r.dtype, dev);
+                                           return m->adapt_users(x).to(at::kFloat);
+                                         });  // [C, out]
     at::Tensor pair_feat = cand_feat.index_select(0, at::tensor(pair_cand, at::kLong).to(dev));  // [pairs, out]
     scores = score_core(r, data, kv, pair_list, pair_feat);
   }

@@ -144,8 +144,12 @@ void ConfigSection::check_no_unknown_keys() const {
 
 std::string ConfigSection::canonical() const {
   if (!impl_->table) return "";
+  // Keys that only say how the work is spread over the machine leave the results as they are, so
+  // they stay out of the fingerprints that decide whether a stage must run again.
+  toml::table t = *impl_->table;
+  for (const char* key : {"threads", "jobs"}) t.erase(key);
   std::ostringstream ss;
-  ss << *impl_->table;
+  ss << t;
   return ss.str();
 }
 

@@ -27,7 +27,8 @@ class ConfigSection {
   ConfigSection sub(std::string_view name) const;  // [section.name]; empty when absent
   // Throws Error listing every key of this section that no read() asked for.
   void check_no_unknown_keys() const;
-  // Canonical TOML text of the section: a fingerprint for "are these outputs current?".
+  // The section as TOML text, without the keys that do not change results (threads, jobs): the
+  // input of stage fingerprints.
   std::string canonical() const;
   const std::string& where() const;  // "file.toml [section]" for messages
 

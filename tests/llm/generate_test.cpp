@@ -137,6 +137,34 @@ TEST(Generate, SeededSamplingIsReproducibleAndIndependentOfTheBatch) {
   EXPECT_NE(e[0].ids, a[0].ids);
 }
 
+// The N samples of one prompt share its prefill (one pass, cache rows copied); each must come out as
+// it does when generated alone, next to a shorter prompt that forces left padding.
+TEST(Generate, SamplesOfOnePromptSharePrefillAndMatchGenerationAlone) {
+  RLRF_REQUIRE_TINYSTORIES();
+  LlamaForCausalLM model = load(tinystories_dir());
+  GenerateOptions o;
+  o.max_new_tokens = 32;
+  o.sampling = {1.0, 0, 0.95, 77};
+  o.batch_size = 8;
+  const std::vector<int32_t> p = to_ids(greedy_reference()[0]["prompt_ids"]);
+  std::vector<GenerateRequest> reqs;
+  for (int s = 0; s < 4; ++s) reqs.push_back({p, s});
+  reqs.push_back({{1, 80}, 0});
+  reqs.push_back({p, 4});
+  auto together = generate(model, reqs, o);
+  o.batch_size = 1;
+  for (size_t i = 0; i < reqs.size(); ++i) {
+    auto alone = generate(model, {reqs[i]}, o);
+    EXPECT_EQ(together[i].ids, alone[0].ids) << "request " << i;
+    ASSERT_EQ(together[i].logprobs.size(), alone[0].logprobs.size());
+    double d = 0;
+    for (size_t k = 0; k < alone[0].logprobs.size(); ++k)
+      d = std::max<double>(d, std::abs(together[i].logprobs[k] - alone[0].logprobs[k]));
+    EXPECT_LT(d, 1e-4) << "request " << i;
+  }
+  EXPECT_NE(together[0].ids, together[1].ids);
+}
+
 TEST(Generate, TopKOneAndTinyTopPAreGreedy) {
   RLRF_REQUIRE_TINYSTORIES();
   LlamaForCausalLM model = load(tinystories_dir());

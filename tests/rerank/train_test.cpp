@@ -195,3 +195,47 @@ TEST(RerankConfigTest, ReadsKeysAndRejectsUnknown) {
   EXPECT_THROW(d.read(ConfigFile::parse("[rerank]\nepoch = 3\n", "t.toml").section("rerank")), Error);
   EXPECT_THROW(d.read(ConfigFile::parse("[rerank]\nmodel = \"gru\"\n", "t.toml").section("rerank")), Error);
 }
+
+// `rlrf rerank` and the loop's evaluation train side by side (one thread each): the numbers must be
+// those of trainings run one at a time, whatever the interleaving.
+TEST(RerankTrain, SideBySideTrainingsEqualOneAtATime) {
+  const auto& p = planted();
+  std::vector<RerankConfig> configs;
+  for (const char* model : {"dlcm", "prm"}) {
+    for (int64_t seed : {1, 2}) {
+      RerankConfig c = small_config(model, 2);
+      c.seed = seed;
+      configs.push_back(c);
+    }
+  }
+  std::vector<double> alone, together(configs.size());
+  for (const RerankConfig& c : configs) alone.push_back(evaluate(train_reranker(p.data, p.kv, c), p.data, p.kv, Split::kTest).mean.map_at(5));
+  run_parallel(static_cast<int64_t>(configs.size()), 2, [&](int64_t i) {
+    together[static_cast<size_t>(i)] = evaluate(train_reranker(p.data, p.kv, configs[static_cast<size_t>(i)]), p.data, p.kv, Split::kTest).mean.map_at(5);
+  });
+  for (size_t i = 0; i < configs.size(); ++i) EXPECT_EQ(alone[i], together[i]) << configs[i].model << " seed " << configs[i].seed;
+  // A failing job's error reaches the caller, after the others stop.
+  EXPECT_THROW(run_parallel(4, 2, [&](int64_t i) { if (i == 2) fail("job {} failed", i); }), Error);
+}
+
+// bf16 mixed precision: weights and optimizer in fp32, matmuls in bf16. It must still learn the
+// planted signal, and score within bf16 rounding of the fp32 pass on the same weights.
+TEST(RerankTrain, MixedPrecisionLearnsAndScoresCloseToFp32) {
+  const auto& p = planted();
+  RerankConfig c = small_config("dlcm", 6);
+  c.dtype = "bf16";
+  Reranker r = train_reranker(p.data, p.kv, c);
+  EvalResult mixed = evaluate(r, p.data, p.kv, Split::kTest);
+  EvalResult rnd = evaluate_baseline(p.data, Split::kTest, "list_order");
+  EXPECT_GT(mixed.mean.map_at(5), rnd.mean.map_at(5) + 0.15);
+  std::vector<int64_t> lists = lists_of_split(p.data, Split::kTest);
+  auto s16 = score_lists(r, p.data, p.kv, lists);
+  r.dtype = "fp32";
+  auto s32 = score_lists(r, p.data, p.kv, lists);
+  double worst = 0;
+  for (size_t i = 0; i < s16.size(); ++i)
+    for (size_t j = 0; j < s16[i].size(); ++j) worst = std::max<double>(worst, std::abs(s16[i][j] - s32[i][j]));
+  std::printf("  max |score bf16 - score fp32| %.4f\n", worst);
+  EXPECT_LT(worst, 0.05);
+  EXPECT_GT(worst, 0.0);  // the bf16 pass did run in bf16
+}

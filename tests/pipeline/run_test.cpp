@@ -1,0 +1,147 @@
+// The whole loop, end to end, on a few users: `rlrf run` writes every artefact a user reads (report,
+// results, plots, pairs for TRL and LLaMA-Factory, PEFT adapters), test users never get rewards,
+// and a second run finds every stage current and changes nothing. Every shipped config parses.
+#include <gtest/gtest.h>
+
+#include <sys/wait.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <nlohmann/json.hpp>
+#include <set>
+
+#include "pipeline/experiment.h"
+#include "pipeline/run_config.h"
+#include "pipeline/run_store.h"
+#include "util/config.h"
+#include "util/files.h"
+#include "util/strings.h"
+
+using namespace rlrf;
+
+#ifndef RLRF_BIN
+#error "RLRF_BIN must name the rlrf binary"
+#endif
+
+namespace {
+
+// Runs `rlrf run CONFIG`; returns the exit code and what it wrote to stderr.
+std::pair<int, std::string> run_rlrf(const fs::path& config, const fs::path& log) {
+  std::string cmd = std::string(RLRF_BIN) + " run '" + config.string() + "' 2> '" + log.string() + "'";
+  int status = std::system(cmd.c_str());
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, read_file(log)};
+}
+
+std::string small_run(const fs::path& dir) {
+  return "[run]\ndir = \"" + dir.string() + "\"\nrounds = 1\nmax_users = 16\n"
+         "[prepare]\ndataset = \"ml-100k\"\nsetting = \"first-stage\"\n"
+         "[model]\npath = \"{shared}/models/tinystories-656k\"\nchat_template = \"none\"\n"
+         "[generate]\nn = 3\nmax_new_tokens = 24\nbatch_size = 12\ndtype = \"bf16\"\n"
+         "[sft]\nenabled = true\nepochs = 1\nbatch_size = 8\nlr = 2e-3\n"
+         "[knowledge]\nencoder = \"hash\"\n"
+         "[rerank]\nepochs = 2\npatience = 1\ndtype = \"bf16\"\n"
+         "[dpo]\nbatch_size = 2\ngrad_accum = 2\nepochs = 1\nlr = 1e-3\n"
+         "[eval]\nmodels = [\"dlcm\", \"prm\"]\nseeds = [1, 2]\n";
+}
+
+}  // namespace
+
+TEST(Run, WholeLoopWritesEveryArtefactAndASecondRunChangesNothing) {
+  if (shared_dir().empty()) GTEST_SKIP() << "no shared directory";
+  fs::path base = fresh_temp_dir("run_e2e"), dir = base / "run";
+  write_file_atomic(base / "run.toml", small_run(dir));
+  auto [rc, log] = run_rlrf(base / "run.toml", base / "first.log");
+  ASSERT_EQ(rc, 0) << log;
+
+  for (const char* f : {"report.md", "results.json", "config.toml", "metrics_by_round.svg", "dpo_loss.svg",
+                        "rewards_chosen_rejected.svg", "reward_distribution.svg", "pairs/round0.trl.jsonl",
+                        "pairs/dataset_info.json", "models/round1/adapter/adapter_config.json",
+                        "models/round1/adapter/adapter_model.safetensors", "knowledge/round0.jsonl",
+                        "knowledge/round1.jsonl"})
+    EXPECT_TRUE(fs::exists(dir / f)) << f;
+
+  // The paper's rows, each model, each seed.
+  ExperimentResults res = load_experiment(dir / "results.json");
+  EXPECT_EQ(res.setting, "first-stage");
+  for (const char* row : {"no knowledge", "profile", "KAR (SFT LLM, before DPO)", "RLRF4Rec round 1"}) {
+    for (const char* model : {"dlcm", "prm"}) {
+      const RowResult* r = res.find(row, model);
+      ASSERT_NE(r, nullptr) << row << "@" << model;
+      EXPECT_EQ(r->seeds.size(), 2u);
+      for (const SeedResult& s : r->seeds) EXPECT_GT(s.test.count, 0) << row;
+    }
+  }
+  ASSERT_NE(res.find("popularity", ""), nullptr);
+  std::string report = read_file(dir / "report.md");
+  for (const char* part : {"## Test metrics", "Paired comparisons", "Did DPO raise the reward?", "## DPO", "RLRF4Rec round 1"})
+    EXPECT_NE(report.find(part), std::string::npos) << part;
+
+  // Pairs: one TRL line per pair, each with its prompt and two different answers.
+  int pairs = 0;
+  for (const std::string& line : read_lines(dir / "pairs" / "round0.trl.jsonl")) {
+    if (trim(line).empty()) continue;
+    nlohmann::json j = nlohmann::json::parse(line);
+    EXPECT_TRUE(j.contains("prompt") && j.contains("chosen") && j.contains("rejected"));
+    EXPECT_NE(j["chosen"].dump(), j["rejected"].dump());
+    ++pairs;
+  }
+  EXPECT_GT(pairs, 0);
+
+  // Rewards go to training users only; every (user, sample) of every split was generated.
+  {
+    RunStore store(dir / "run.sqlite");
+    const std::vector<StoredResponse> responses = store.responses(0);
+    EXPECT_EQ(responses.size(), 3u * 16u * 3u);  // 16 users per split, 3 samples
+    std::set<int32_t> rewarded;
+    for (const StoredReward& r : store.rewards(0, 0)) rewarded.insert(r.user);
+    EXPECT_EQ(rewarded.size(), 16u);
+    std::string knowledge = read_file(dir / "knowledge" / "round0.jsonl");
+    EXPECT_EQ(std::count(knowledge.begin(), knowledge.end(), '\n'), 48);
+  }
+
+  // A second run: every stage current, the results as they were.
+  const std::string results_before = read_file(dir / "results.json");
+  auto [rc2, log2] = run_rlrf(base / "run.toml", base / "second.log");
+  ASSERT_EQ(rc2, 0) << log2;
+  for (const char* work : {"sft step", "dpo step", "epoch 1:", "responses in"})
+    EXPECT_EQ(log2.find(work), std::string::npos) << work << " in the second run:\n" << log2;
+  EXPECT_NE(log2.find("sft: current"), std::string::npos) << log2;
+  EXPECT_EQ(read_file(dir / "results.json"), results_before);
+}
+
+TEST(RunConfig, ShippedConfigsAndTheEmbeddedDemoParse) {
+  RunConfig demo = RunConfig::from_file(ConfigFile::parse(embedded_demo_config(), "(embedded demo)"));
+  EXPECT_EQ(demo.prepare.setting, "popularity");
+  int runs = 0;
+  for (const auto& entry : fs::directory_iterator(source_dir() / "configs")) {
+    if (entry.path().extension() != ".toml") continue;
+    ConfigFile file = ConfigFile::load(entry.path());
+    if (!file.has_section("run")) continue;  // a config of one verb (prepare, rerank)
+    EXPECT_NO_THROW(RunConfig::from_file(file)) << entry.path();
+    ++runs;
+  }
+  EXPECT_GE(runs, 3);  // demo, paper-ml1m, paper-amazon-books
+}
+
+TEST(RunConfig, UnknownKeysAndBadValuesNameTheirPlace) {
+  auto error_of = [](const std::string& text) {
+    try {
+      RunConfig::from_file(ConfigFile::parse(text, "bad.toml"));
+    } catch (const std::exception& e) {
+      return std::string(e.what());
+    }
+    return std::string();
+  };
+  EXPECT_NE(error_of("[generate]\ntemprature = 0.7\n").find("temprature"), std::string::npos);
+  EXPECT_NE(error_of("[rerank]\ndtype = \"fp8\"\n").find("dtype"), std::string::npos);
+  EXPECT_NE(error_of("[dpo]\ndtype = \"int4\"\n").find("int4"), std::string::npos);
+  EXPECT_NE(error_of("[extra]\nx = 1\n").find("extra"), std::string::npos);
+}
+
+// What does not change results stays out of the fingerprints: threads and jobs.
+TEST(RunConfig, ThreadsAndJobsDoNotInvalidateStages) {
+  ConfigFile a = ConfigFile::parse("[rerank]\nepochs = 3\n", "a"), b = ConfigFile::parse("[rerank]\nepochs = 3\njobs = 1\nthreads = 2\n", "b");
+  EXPECT_EQ(a.section("rerank").canonical(), b.section("rerank").canonical());
+  ConfigFile c = ConfigFile::parse("[rerank]\nepochs = 4\n", "c");
+  EXPECT_NE(a.section("rerank").canonical(), c.section("rerank").canonical());
+}
