@@ -1,6 +1,9 @@
 // The run store on SQLite (WAL journal, one transaction per write).
 #include "pipeline/run_store.h"
 
+#include <chrono>
+#include <thread>
+
 #include <sqlite3.h>
 
 #include <cstring>
@@ -84,17 +87,41 @@ RunStore::RunStore(const std::filesystem::path& db_path) : path_(db_path) {
     fail("cannot open run store '{}': {}", db_path.string(), msg);
   }
   sqlite3_busy_timeout(db_, 10000);
-  exec("PRAGMA journal_mode=WAL;");
+  // Switching a new file to WAL can answer SQLITE_BUSY without calling the busy handler while
+  // another connection opens it too; retry for as long as the busy timeout would wait.
+  for (int attempt = 0;; ++attempt) {
+    int rc = sqlite3_exec(db_, "PRAGMA journal_mode=WAL;", nullptr, nullptr, nullptr);
+    if (rc == SQLITE_OK) break;
+    if ((rc != SQLITE_BUSY && rc != SQLITE_LOCKED) || attempt == 2000) {
+      std::string msg = sqlite3_errmsg(db_);
+      sqlite3_close(db_);
+      fail("run store '{}': cannot switch to the WAL journal: {}", path_.string(), msg);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
   exec("PRAGMA synchronous=NORMAL;");
-  exec(kSchema);
-  Stmt get(db_, path_, "SELECT value FROM meta WHERE key='schema_version'");
-  if (get.step()) {
-    std::string v = get.text(0);
-    RLRF_CHECK(v == kSchemaVersion, "run store '{}' has schema version {}, this program writes {}; use a new run directory",
-               path_.string(), v, kSchemaVersion);
-  } else {
-    Stmt put(db_, path_, "INSERT INTO meta(key, value) VALUES('schema_version', ?1)");
+  // Schema and version in one write transaction: two processes opening a new store at once (a run
+  // and a reader following its progress) must not both insert the version.
+  exec("BEGIN IMMEDIATE;");
+  try {
+    exec(kSchema);
+    Stmt put(db_, path_, "INSERT OR IGNORE INTO meta(key, value) VALUES('schema_version', ?1)");
     put.bind(1, std::string(kSchemaVersion)).step();
+    exec("COMMIT;");
+  } catch (...) {
+    sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+    sqlite3_close(db_);
+    throw;
+  }
+  std::string v;
+  {
+    Stmt get(db_, path_, "SELECT value FROM meta WHERE key='schema_version'");
+    if (get.step()) v = get.text(0);
+  }
+  if (v != kSchemaVersion) {
+    sqlite3_close(db_);
+    fail("run store '{}' has schema version {}, this program writes {}; use a new run directory", path_.string(), v,
+         kSchemaVersion);
   }
 }
 

@@ -123,7 +123,7 @@ void stage_report(RunContext& ctx) {
   md += fmt::format("Reward = mean {}@{} over the user's training lists with the response standing in for the user's knowledge "
                     "(reward model: {} trained on {} knowledge).\n\n",
                     c.reward.metric == "map" ? "MAP" : "NDCG", c.reward.k, c.reward.model, c.reward.train_knowledge);
-  md += "| responses of | scored by reward model of | responses | mean reward | pairs | ties skipped | mean chosen | mean rejected |\n|---|---|---|---|---|---|---|---|\n";
+  md += "| responses of | scored by reward model of | responses | mean reward | pairs | ties skipped | mean best (chosen) | mean worst (rejected) |\n|---|---|---|---|---|---|---|---|\n";
   Histogram hist;
   hist.title = "Reward distribution per round";
   hist.x_label = "reward";
@@ -133,7 +133,9 @@ void stage_report(RunContext& ctx) {
   cr.y_label = "mean reward";
   PlotSeries chosen_s{"chosen", {}, {}, {}}, rejected_s{"rejected", {}, {}, {}}, all_s{"all responses", {}, {}, {}};
   for (int r = 0; r <= c.run.rounds; ++r) {
-    for (int m : {reward_model_round(ctx, r), r > 0 ? reward_model_round(ctx, r - 1) : -1}) {
+    const int own = reward_model_round(ctx, r), previous = r > 0 ? reward_model_round(ctx, r - 1) : -1;
+    // The round's own reward model, then the previous round's (unless it is the same, fixed one).
+    for (int m : {own, previous == own ? -1 : previous}) {
       if (m < 0) continue;
       RoundRewards rr = load_rewards(ctx, m, r);
       if (rr.by_key.empty()) continue;

@@ -26,14 +26,15 @@ std::string config_text(const fs::path& dir) {
   return "[run]\ndir = \"" + dir.string() + "\"\nrounds = 0\nmax_users = 30\n"
          "[prepare]\ndataset = \"ml-100k\"\n"
          "[model]\npath = \"{shared}/models/tinystories-656k\"\nchat_template = \"none\"\n"
-         "[generate]\nn = 2\nmax_new_tokens = 16\nbatch_size = 4\nchunk = 4\ntemperature = 1.0\n"
+         "[generate]\nn = 3\nmax_new_tokens = 16\nbatch_size = 4\nchunk = 4\ntemperature = 1.0\n"
          "[knowledge]\nencoder = \"hash\"\n";
 }
 
-pid_t spawn_run(const fs::path& config) {
+// Starts `rlrf run config --until generate` with its log in `log`.
+pid_t spawn_run(const fs::path& config, const fs::path& log) {
   pid_t pid = fork();
   if (pid == 0) {
-    freopen("/dev/null", "w", stderr);
+    if (!freopen(log.c_str(), "w", stderr)) _exit(126);
     execl(RLRF_BIN, RLRF_BIN, "run", config.c_str(), "--until", "generate", static_cast<char*>(nullptr));
     _exit(127);
   }
@@ -64,24 +65,39 @@ TEST(Resume, KillDuringGenerationThenRerunLosesAndDuplicatesNothing) {
   fs::path killed = base / "killed", clean = base / "clean";
   write_file_atomic(base / "killed.toml", config_text(killed));
   write_file_atomic(base / "clean.toml", config_text(clean));
-  const int64_t total = 90 * 2;  // 30 users per split, 2 samples
+  const int64_t total = 90 * 3;  // 30 users per split, 3 samples
 
-  pid_t pid = spawn_run(base / "killed.toml");
+  // Follows the run's progress through the store while it writes (as a user watching a run would).
+  pid_t pid = spawn_run(base / "killed.toml", base / "killed.log");
   int64_t at_kill = 0;
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+  bool exited_early = false;
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(300);
   while (std::chrono::steady_clock::now() < deadline) {
     at_kill = count_now(killed / "run.sqlite");
     if (at_kill >= 8) break;
+    int status = 0;
+    if (waitpid(pid, &status, WNOHANG) == pid) {
+      exited_early = true;
+      break;
+    }
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
-  kill(pid, SIGKILL);
-  wait_exit(pid);
+  if (!exited_early) {
+    kill(pid, SIGKILL);
+    wait_exit(pid);
+  }
   at_kill = count_now(killed / "run.sqlite");
-  ASSERT_GT(at_kill, 0) << "generation never started";
+  ASSERT_GT(at_kill, 0) << "generation never started; the run's log:\n" << read_file(base / "killed.log");
   ASSERT_LT(at_kill, total) << "the run finished before it could be killed; make it longer";
 
-  ASSERT_EQ(wait_exit(spawn_run(base / "killed.toml")), 0);
-  ASSERT_EQ(wait_exit(spawn_run(base / "clean.toml")), 0);
+  auto run_to_end = [&](const char* name) {
+    fs::path log = base / (std::string(name) + ".log");
+    int rc = wait_exit(spawn_run(base / (std::string(name) + ".toml"), log));
+    EXPECT_EQ(rc, 0) << read_file(log);
+    return rc;
+  };
+  ASSERT_EQ(run_to_end("killed"), 0);
+  ASSERT_EQ(run_to_end("clean"), 0);
 
   RunStore resumed(killed / "run.sqlite"), fresh(clean / "run.sqlite");
   std::vector<StoredResponse> a = resumed.responses(0), b = fresh.responses(0);
@@ -96,6 +112,6 @@ TEST(Resume, KillDuringGenerationThenRerunLosesAndDuplicatesNothing) {
     EXPECT_EQ(a[i].ids, b[i].ids) << "user " << a[i].user << " sample " << a[i].sample;
   }
   // A third run finds the stage current and changes nothing.
-  ASSERT_EQ(wait_exit(spawn_run(base / "killed.toml")), 0);
+  ASSERT_EQ(run_to_end("killed"), 0);
   EXPECT_EQ(RunStore(killed / "run.sqlite").count_responses(0), total);
 }

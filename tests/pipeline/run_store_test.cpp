@@ -2,6 +2,10 @@
 // all-or-nothing, stage fingerprints and logs round-trip.
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <mutex>
+#include <thread>
+
 #include "pipeline/run_store.h"
 #include "util/error.h"
 #include "util/files.h"
@@ -54,4 +58,29 @@ TEST(RunStore, RewardsStagesLogsDocs) {
   EXPECT_EQ(*store.doc("eval"), "{}");
   store.delete_round(0);
   EXPECT_TRUE(store.rewards(0, 0).empty());
+}
+
+// A run and a reader following its progress may open a new store at the same moment; neither may
+// fail (both used to insert the schema version, and the second died on the primary key).
+TEST(RunStore, OpeningANewStoreFromSeveralConnectionsAtOnceSucceeds) {
+  fs::path dir = fresh_temp_dir("run_store_concurrent_open");
+  for (int trial = 0; trial < 20; ++trial) {
+    fs::path db = dir / ("run" + std::to_string(trial) + ".sqlite");
+    std::atomic<int> failures{0};
+    std::string first_error;
+    std::mutex mu;
+    std::vector<std::thread> openers;
+    for (int t = 0; t < 4; ++t)
+      openers.emplace_back([&] {
+        try {
+          RunStore store(db);
+          store.count_responses(0);
+        } catch (const std::exception& e) {
+          std::lock_guard<std::mutex> lock(mu);
+          if (failures++ == 0) first_error = e.what();
+        }
+      });
+    for (std::thread& t : openers) t.join();
+    ASSERT_EQ(failures.load(), 0) << "trial " << trial << ": " << first_error;
+  }
 }
