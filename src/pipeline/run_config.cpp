@@ -49,7 +49,14 @@ void EvalConfig::read(const ConfigSection& s) {
   s.read("models", models);
   s.read("seeds", seeds);
   s.read("profile_row", profile_row);
-  for (const std::string& m : models) RLRF_CHECK(m == "dlcm" || m == "prm", "{}: unknown model \"{}\" (dlcm, prm)", s.where(), m);
+  s.read("also_settings", also_settings);
+  s.read("also_models", also_models);
+  for (const std::vector<std::string>* list : {&models, &also_models})
+    for (const std::string& m : *list)
+      RLRF_CHECK(m == "dlcm" || m == "prm", "{}: unknown model \"{}\" (dlcm, prm)", s.where(), m);
+  for (const std::string& setting : also_settings)
+    RLRF_CHECK(setting == "kar" || setting == "popularity" || setting == "first-stage",
+               "{}: also_settings: unknown setting \"{}\" (kar, popularity, first-stage)", s.where(), setting);
   RLRF_CHECK(!seeds.empty(), "{}: seeds must not be empty", s.where());
 }
 
@@ -79,6 +86,8 @@ RunConfig RunConfig::from_file(const ConfigFile& file) {
   read("rerank", c.rerank);
   read("dpo", c.dpo);
   read("eval", c.eval);
+  for (const std::string& setting : c.eval.also_settings)
+    RLRF_CHECK(setting != c.prepare.setting, "{}: [eval] also_settings repeats the run's own setting \"{}\"", file.path(), setting);
   RLRF_CHECK(c.reward.train_knowledge != "sample0" || c.generate.n >= 3,
              "{}: [reward] train_knowledge = \"sample0\" leaves sample 0 out of the pairs (its reward model has fitted it), "
              "so [generate] n must be >= 3 to pair two others; got n = {}",

@@ -62,6 +62,10 @@ struct EvalConfig {
   std::vector<std::string> models = {"dlcm", "prm"};
   std::vector<int> seeds = {1, 2, 3};
   bool profile_row = true;  // also evaluate the profile-summary knowledge
+  // Further list settings (kar, popularity, first-stage) the same knowledge is evaluated on, each in
+  // its own table (results_<setting>.json): a run on popularity lists still shows the paper's.
+  std::vector<std::string> also_settings;
+  std::vector<std::string> also_models;  // rerankers for those tables; empty: `models`
   void read(const ConfigSection& s);
 };
 

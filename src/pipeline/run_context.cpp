@@ -34,8 +34,51 @@ std::filesystem::path RunContext::model_dir(int round) const {
   return dir / "models" / ("round" + std::to_string(round));
 }
 
-static std::string prepare_fingerprint(const RunConfig& c) {
-  return fingerprint({kPipelineVersion, "prepare", c.sections_text({"prepare"})});
+static std::string prepare_fingerprint(const RunConfig& c, const std::string& setting) {
+  std::vector<std::string> parts = {kPipelineVersion, "prepare", c.sections_text({"prepare"})};
+  if (setting != c.prepare.setting) parts.push_back("setting=" + setting);
+  return fingerprint(parts);
+}
+
+// The prepared data of `pc` in `file`, reused when the store marks `stage` done with `fp`.
+static PreparedData load_or_prepare(RunContext& ctx, PrepareConfig pc, const std::string& stage, const std::string& fp,
+                                    const std::filesystem::path& file) {
+  if (stage_current(ctx, stage, fp) && std::filesystem::exists(file)) {
+    log_info("{}: current ({})", stage, file.string());
+    return load_prepared(file);
+  }
+  if (!pc.data_dir.empty()) pc.data_dir = expand_path(pc.data_dir).string();
+  log_info("{}: loading {} from {} (setting {})", stage, pc.dataset, data_dir(pc.data_dir).string(), pc.setting);
+  Dataset ds = load_configured_dataset(pc);
+  PreparedData data = prepare(ds, pc);
+  save_prepared(data, file);
+  ctx.store->mark_stage_done(stage, fp);
+  PrepareCounts n = count(data);
+  log_info("{}: {} users, {} items, {} interactions; lists train {} valid {} test {}", stage, n.users, n.items,
+           n.interactions, n.lists_per_split[0], n.lists_per_split[1], n.lists_per_split[2]);
+  return data;
+}
+
+PreparedData prepare_other_setting(RunContext& ctx, const std::string& setting, std::string* fp_out) {
+  PrepareConfig pc = ctx.config.prepare;
+  pc.setting = setting;
+  pc.validate();
+  std::string fp = prepare_fingerprint(ctx.config, setting);
+  PreparedData data = load_or_prepare(ctx, pc, "prepare/" + setting, fp, ctx.dir / ("prepared_" + setting + ".bin"));
+  // The knowledge of a user is the same text whatever the lists; comparing settings needs the same
+  // users in the same splits.
+  RLRF_CHECK(data.sequences.size() == ctx.data.sequences.size(), "setting {} prepared {} users, the run's setting {} has {}",
+             setting, data.sequences.size(), ctx.config.prepare.setting, ctx.data.sequences.size());
+  for (size_t u = 0; u < data.sequences.size(); ++u) {
+    const UserSequence& a = data.sequences[u];
+    const UserSequence& b = ctx.data.sequences[u];
+    RLRF_CHECK(a.split == b.split && a.prefix_len == b.prefix_len && data.dataset.users[u].raw_id == ctx.data.dataset.users[u].raw_id,
+               "setting {} puts user {} in split {} (prefix {}), the run's setting {} in split {} (prefix {})", setting,
+               data.dataset.users[u].raw_id, split_name(a.split), a.prefix_len, ctx.config.prepare.setting,
+               split_name(b.split), b.prefix_len);
+  }
+  if (fp_out) *fp_out = fp;
+  return data;
 }
 
 RunContext open_run(const RunConfig& config) {
@@ -48,23 +91,8 @@ RunContext open_run(const RunConfig& config) {
   write_file_atomic(ctx.dir / "config.toml", config.file.canonical() + "\n");
 
   // Prepared data: reused when its fingerprint matches.
-  std::string fp = prepare_fingerprint(config);
-  std::filesystem::path prepared = ctx.dir / "prepared.bin";
-  if (stage_current(ctx, "prepare", fp) && std::filesystem::exists(prepared)) {
-    ctx.data = load_prepared(prepared);
-    log_info("prepare: current ({})", prepared.string());
-  } else {
-    PrepareConfig pc = config.prepare;
-    if (!pc.data_dir.empty()) pc.data_dir = expand_path(pc.data_dir).string();
-    log_info("prepare: loading {} from {}", pc.dataset, data_dir(pc.data_dir).string());
-    Dataset ds = load_configured_dataset(pc);
-    ctx.data = prepare(ds, pc);
-    save_prepared(ctx.data, prepared);
-    ctx.store->mark_stage_done("prepare", fp);
-    PrepareCounts n = count(ctx.data);
-    log_info("prepare: {} users, {} items, {} interactions; lists train {} valid {} test {}", n.users, n.items,
-             n.interactions, n.lists_per_split[0], n.lists_per_split[1], n.lists_per_split[2]);
-  }
+  std::string fp = prepare_fingerprint(config, config.prepare.setting);
+  ctx.data = load_or_prepare(ctx, config.prepare, "prepare", fp, ctx.dir / "prepared.bin");
   ctx.prepared_fingerprint = fp;
 
   // Users taking part: those with lists, at most max_users per split.

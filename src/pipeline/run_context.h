@@ -52,6 +52,10 @@ bool stage_current(const RunContext& ctx, const std::string& stage, const std::s
 // Opens the run directory, prepares (or loads) the data, the tokenizer, prompts and encoder.
 RunContext open_run(const RunConfig& config);
 
+// The run's data prepared with another list setting (cached as prepared_<setting>.bin), with its
+// fingerprint in `fp`; an error when its users or splits differ from the run's.
+PreparedData prepare_other_setting(RunContext& ctx, const std::string& setting, std::string* fp);
+
 // Fingerprints of the policy of each round (the model that generates round r's responses).
 std::string policy_fingerprint(const RunContext& ctx, int round);
 

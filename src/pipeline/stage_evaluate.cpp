@@ -45,23 +45,31 @@ static SeedResult seed_from_json(const nlohmann::json& j) {
   return experiment_from_json(doc, "run store").rows[0].seeds[0];
 }
 
-void stage_evaluate(RunContext& ctx) {
-  const RunConfig& c = ctx.config;
-  ExperimentResults results;
-  results.dataset = ctx.data.dataset.name;
-  results.setting = ctx.data.config.setting;
-  std::string list_order = list_order_name(ctx.data.config.setting);
-  results.rows.push_back({list_order, "", {seed_result(evaluate_baseline(ctx.data, Split::kTest, "list_order"), 0)}});
-  results.rows.push_back({"popularity", "", {seed_result(evaluate_baseline(ctx.data, Split::kTest, "popularity"), 0)}});
+std::filesystem::path results_path(const RunContext& ctx, const std::string& setting) {
+  return setting == ctx.config.prepare.setting ? ctx.dir / "results.json" : ctx.dir / ("results_" + setting + ".json");
+}
 
-  struct Row {
-    std::string name;
-    KnowledgeSource source;
-    std::string fp;  // inputs of the knowledge
-  };
-  std::vector<Row> rows;
-  std::string common = fingerprint({kPipelineVersion, ctx.prepared_fingerprint, c.sections_text({"rerank", "knowledge"}),
-                                    "max_users=" + std::to_string(c.run.max_users)});
+namespace {
+
+// The knowledge sources evaluated: no knowledge, profile summaries, and each round's responses.
+struct KnowledgeRow {
+  std::string name;
+  KnowledgeSource source;
+  std::string key;  // what the knowledge depends on (with the data's fingerprint, a store key)
+};
+
+// One table: a list setting's prepared data, its results and its rows' knowledge vectors.
+struct Table {
+  const PreparedData* data;
+  std::string data_fp;
+  std::vector<std::string> models;
+  std::filesystem::path out;
+  ExperimentResults results;
+  std::vector<KnowledgeVectors> kvs;  // per knowledge row
+};
+
+std::vector<KnowledgeRow> knowledge_rows(RunContext& ctx) {
+  const RunConfig& c = ctx.config;
   auto source = [&](const std::string& user) {
     KnowledgeSource s;
     s.user = user;
@@ -71,65 +79,98 @@ void stage_evaluate(RunContext& ctx) {
     s.user_history = c.knowledge.user_history;
     return s;
   };
-  rows.push_back({"no knowledge", source("none"), fingerprint({common, "none"})});
-  if (c.eval.profile_row) rows.push_back({"profile", source("profile"), fingerprint({common, "profile"})});
+  std::vector<KnowledgeRow> rows;
+  rows.push_back({"no knowledge", source("none"), "none"});
+  if (c.eval.profile_row) rows.push_back({"profile", source("profile"), "profile"});
   for (int r = 0; r <= c.run.rounds; ++r) {
     if (ctx.store->count_responses(r) == 0) continue;
     std::filesystem::path file = write_round_knowledge(ctx, r);
     std::string name = r == 0 ? (c.sft.enabled ? "KAR (SFT LLM, before DPO)" : "KAR (LLM before DPO)") : fmt::format("RLRF4Rec round {}", r);
-    rows.push_back({name, source("file:" + file.string()), fingerprint({common, "round", generate_fingerprint(ctx, r)})});
+    rows.push_back({name, source("file:" + file.string()), fingerprint({"round", generate_fingerprint(ctx, r)})});
   }
+  return rows;
+}
 
-  // Every (row, model, seed) training is one job; those the store holds are read back, the rest run
-  // side by side, each stored as soon as it is done.
+}  // namespace
+
+void stage_evaluate(RunContext& ctx) {
+  const RunConfig& c = ctx.config;
+  // The run's own lists, then each further setting's (same users, same knowledge texts).
+  std::vector<PreparedData> others(c.eval.also_settings.size());
+  std::vector<Table> tables;
+  tables.push_back({&ctx.data, ctx.prepared_fingerprint, c.eval.models, results_path(ctx, c.prepare.setting), {}, {}});
+  for (size_t i = 0; i < others.size(); ++i) {
+    std::string fp;
+    others[i] = prepare_other_setting(ctx, c.eval.also_settings[i], &fp);
+    tables.push_back({&others[i], fp, c.eval.also_models.empty() ? c.eval.models : c.eval.also_models,
+                      results_path(ctx, c.eval.also_settings[i]), {}, {}});
+  }
+  std::vector<KnowledgeRow> rows = knowledge_rows(ctx);
+
+  // Every (table, row, model, seed) training is one job; those the store holds are read back, the
+  // rest run side by side, each stored as soon as it is done.
   struct Job {
-    size_t result_row, slot, knowledge;
+    size_t table, result_row, slot, knowledge;
     std::string model, key;
     int seed;
   };
-  std::vector<KnowledgeVectors> kvs;
   std::vector<Job> jobs;
   size_t cached = 0;
-  for (const Row& row : rows) {
-    kvs.push_back(build_knowledge_vectors(ctx.data, row.source, *ctx.encoder));
-    for (const std::string& model : c.eval.models) {
-      results.rows.push_back({row.name, model, std::vector<SeedResult>(c.eval.seeds.size())});
-      for (size_t i = 0; i < c.eval.seeds.size(); ++i) {
-        Job job{results.rows.size() - 1, i, kvs.size() - 1, model, fmt::format("eval/{}/{}/{}", row.fp, model, c.eval.seeds[i]),
-                c.eval.seeds[i]};
-        if (auto doc = ctx.store->doc(job.key)) {
-          results.rows.back().seeds[i] = seed_from_json(nlohmann::json::parse(*doc));
-          ++cached;
-        } else {
-          jobs.push_back(std::move(job));
+  for (size_t t = 0; t < tables.size(); ++t) {
+    Table& table = tables[t];
+    const PreparedData& data = *table.data;
+    table.results.dataset = data.dataset.name;
+    table.results.setting = data.config.setting;
+    table.results.rows.push_back({list_order_name(data.config.setting), "", {seed_result(evaluate_baseline(data, Split::kTest, "list_order"), 0)}});
+    table.results.rows.push_back({"popularity", "", {seed_result(evaluate_baseline(data, Split::kTest, "popularity"), 0)}});
+    const std::string common = fingerprint({kPipelineVersion, table.data_fp, c.sections_text({"rerank", "knowledge"}),
+                                            "max_users=" + std::to_string(c.run.max_users)});
+    for (const KnowledgeRow& row : rows) {
+      table.kvs.push_back(build_knowledge_vectors(data, row.source, *ctx.encoder));
+      const std::string row_fp = fingerprint({common, row.key});
+      for (const std::string& model : table.models) {
+        table.results.rows.push_back({row.name, model, std::vector<SeedResult>(c.eval.seeds.size())});
+        for (size_t i = 0; i < c.eval.seeds.size(); ++i) {
+          Job job{t, table.results.rows.size() - 1, i, table.kvs.size() - 1, model,
+                  fmt::format("eval/{}/{}/{}", row_fp, model, c.eval.seeds[i]), c.eval.seeds[i]};
+          if (auto doc = ctx.store->doc(job.key)) {
+            table.results.rows.back().seeds[i] = seed_from_json(nlohmann::json::parse(*doc));
+            ++cached;
+          } else {
+            jobs.push_back(std::move(job));
+          }
         }
       }
     }
   }
   const int workers = rerank_jobs(c.rerank);
-  log_info("evaluate: {} trainings ({} done before), {} side by side", jobs.size() + cached, cached, workers);
+  log_info("evaluate: {} trainings on {} list setting(s) ({} done before), {} side by side", jobs.size() + cached,
+           tables.size(), cached, workers);
   std::mutex mu;
   std::atomic<int> done{0};
   run_parallel(static_cast<int64_t>(jobs.size()), workers, [&](int64_t j) {
     const Job& job = jobs[static_cast<size_t>(j)];
-    RowResult& rr = results.rows[job.result_row];
+    Table& table = tables[job.table];
+    RowResult& rr = table.results.rows[job.result_row];
     RerankConfig rc = c.rerank;
     rc.model = job.model;
     rc.seed = job.seed;
     auto t0 = std::chrono::steady_clock::now();
-    Reranker r = train_reranker(ctx.data, kvs[job.knowledge], rc);
+    Reranker r = train_reranker(*table.data, table.kvs[job.knowledge], rc);
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    EvalResult e = evaluate(r, ctx.data, kvs[job.knowledge], Split::kTest);
+    EvalResult e = evaluate(r, *table.data, table.kvs[job.knowledge], Split::kTest);
     SeedResult s = seed_result(e, job.seed, r, secs);
     std::lock_guard<std::mutex> lock(mu);
     ctx.store->put_doc(job.key, seed_json(s).dump());
-    log_info("evaluate [{}/{}]: {} / {} / seed {}: test MAP@5 {:.4f} NDCG@5 {:.4f} (best epoch {} of {}, valid MAP@5 {:.4f}, {:.0f} s)",
-             ++done, jobs.size(), rr.name, job.model, job.seed, e.mean.map_at(5), e.mean.ndcg_at(5), r.best_epoch,
-             r.history.size(), r.best_valid_map5, secs);
+    log_info("evaluate [{}/{}]: {} lists / {} / {} / seed {}: test MAP@5 {:.4f} NDCG@5 {:.4f} (best epoch {} of {}, valid MAP@5 {:.4f}, {:.0f} s)",
+             ++done, jobs.size(), table.results.setting, rr.name, job.model, job.seed, e.mean.map_at(5), e.mean.ndcg_at(5),
+             r.best_epoch, r.history.size(), r.best_valid_map5, secs);
     rr.seeds[job.slot] = std::move(s);
   });
-  save_experiment(results, ctx.dir / "results.json");
-  log_info("evaluate: results in {}\n{}", (ctx.dir / "results.json").string(), markdown_table(results, {5}));
+  for (const Table& table : tables) {
+    save_experiment(table.results, table.out);
+    log_info("evaluate: {} lists: results in {}\n{}", table.results.setting, table.out.string(), markdown_table(table.results, {5}));
+  }
 }
 
 }  // namespace rlrf

@@ -44,6 +44,60 @@ RoundRewards load_rewards(const RunContext& ctx, int model_round, int round) {
 
 std::string svg_link(const std::string& file, const std::string& alt) { return fmt::format("![{}]({})\n\n", alt, file); }
 
+// The metrics table of one list setting and its paired comparisons at K = 5: each round against
+// the KAR row, every knowledge source against none.
+std::string results_section(const ExperimentResults& res, const std::vector<std::string>& models, const std::vector<int>& ks) {
+  std::string md = markdown_table(res, ks) + "\n";
+  std::vector<std::pair<std::string, PairedComparison>> comps;
+  for (const std::string& model : models) {
+    const RowResult* none = res.find("no knowledge", model);
+    const RowResult* kar = nullptr;
+    for (const RowResult& r : res.rows)
+      if (r.model == model && r.name.rfind("KAR", 0) == 0) kar = &r;
+    for (const RowResult& r : res.rows) {
+      if (r.model != model) continue;
+      const RowResult* base = r.name.rfind("RLRF4Rec", 0) == 0 ? kar : (r.name == "no knowledge" ? nullptr : none);
+      if (!base) continue;
+      for (const char* metric : {"ndcg", "map"})
+        comps.push_back({fmt::format("{}: {} vs {}", model, r.name, base->name), compare_rows(r, *base, metric, 5)});
+    }
+  }
+  if (!comps.empty()) {
+    md += "### Paired comparisons (@5)\n\nDifferences over the same seeds and users; the sign test counts users whose "
+          "mean over seeds is higher in A than in B.\n\n";
+    md += markdown_comparisons(comps) + "\n";
+  }
+  return md;
+}
+
+// Test NDCG@5 / MAP@5 per knowledge source, one series per model and metric, std as error bars.
+std::string metrics_chart(const ExperimentResults& res, const std::vector<std::string>& models) {
+  LineChart chart;
+  chart.title = "Test NDCG@5 / MAP@5 by knowledge source";
+  chart.y_label = "test metric @5";
+  std::vector<std::string> names;
+  for (const RowResult& r : res.rows)
+    if (!r.model.empty() && r.model == models.front()) names.push_back(r.name);
+  chart.x_tick_labels = names;
+  for (const std::string& model : models) {
+    for (const char* metric : {"ndcg", "map"}) {
+      PlotSeries s;
+      s.label = fmt::format("{} {}@5", model, metric == std::string("map") ? "MAP" : "NDCG");
+      for (size_t i = 0; i < names.size(); ++i) {
+        const RowResult* r = res.find(names[i], model);
+        if (!r) continue;
+        MeanStd ms = row_stat(*r, metric, 5);
+        s.x.push_back(double(i));
+        s.y.push_back(ms.mean);
+        s.y_err.push_back(ms.std);
+      }
+      chart.series.push_back(std::move(s));
+    }
+  }
+  chart.width = 820;
+  return render_svg(chart);
+}
+
 }  // namespace
 
 void stage_report(RunContext& ctx) {
@@ -60,62 +114,27 @@ void stage_report(RunContext& ctx) {
                     n.positive_rate[0], n.positive_rate[1], n.positive_rate[2], 100 * n.lists_without_positive[0],
                     100 * n.lists_without_positive[1], 100 * n.lists_without_positive[2], ctx.users.size());
 
-  // Results table.
-  std::filesystem::path results_path = ctx.dir / "results.json";
-  if (std::filesystem::exists(results_path)) {
-    ExperimentResults res = load_experiment(results_path);
+  // Results tables: the run's own lists, then each further setting's.
+  std::filesystem::path main_results = results_path(ctx, c.prepare.setting);
+  if (std::filesystem::exists(main_results)) {
+    ExperimentResults res = load_experiment(main_results);
     md += "## Test metrics\n\n";
     md += fmt::format("Rerankers retrained on each knowledge source, seeds {}; mean ± std over seeds. Test users only; "
                       "model selection on validation users.\n\n",
                       nlohmann::json(c.eval.seeds).dump());
-    md += markdown_table(res, {1, 3, 5, 7, 10});
-    md += "\n";
-    // Paired comparisons: each round against the KAR row, knowledge against none.
-    std::vector<std::pair<std::string, PairedComparison>> comps;
-    for (const std::string& model : c.eval.models) {
-      const RowResult* none = res.find("no knowledge", model);
-      const RowResult* kar = nullptr;
-      for (const RowResult& r : res.rows)
-        if (r.model == model && r.name.rfind("KAR", 0) == 0) kar = &r;
-      for (const RowResult& r : res.rows) {
-        if (r.model != model) continue;
-        const RowResult* base = r.name.rfind("RLRF4Rec", 0) == 0 ? kar : (r.name == "no knowledge" ? nullptr : none);
-        if (!base) continue;
-        for (const char* metric : {"ndcg", "map"})
-          comps.push_back({fmt::format("{}: {} vs {}", model, r.name, base->name), compare_rows(r, *base, metric, 5)});
-      }
-    }
-    if (!comps.empty()) {
-      md += "### Paired comparisons (@5)\n\nDifferences over the same seeds and users; the sign test counts users whose "
-            "mean over seeds is higher in A than in B.\n\n";
-      md += markdown_comparisons(comps) + "\n";
-    }
-    // Metrics per round plot.
-    LineChart chart;
-    chart.title = "Test NDCG@5 / MAP@5 by knowledge source";
-    chart.y_label = "test metric @5";
-    std::vector<std::string> names;
-    for (const RowResult& r : res.rows)
-      if (!r.model.empty() && r.model == c.eval.models.front()) names.push_back(r.name);
-    chart.x_tick_labels = names;
-    for (const std::string& model : c.eval.models) {
-      for (const char* metric : {"ndcg", "map"}) {
-        PlotSeries s;
-        s.label = fmt::format("{} {}@5", model, metric == std::string("map") ? "MAP" : "NDCG");
-        for (size_t i = 0; i < names.size(); ++i) {
-          const RowResult* r = res.find(names[i], model);
-          if (!r) continue;
-          MeanStd ms = row_stat(*r, metric, 5);
-          s.x.push_back(double(i));
-          s.y.push_back(ms.mean);
-          s.y_err.push_back(ms.std);
-        }
-        chart.series.push_back(std::move(s));
-      }
-    }
-    chart.width = 820;
-    write_file_atomic(ctx.dir / "metrics_by_round.svg", render_svg(chart));
+    md += results_section(res, c.eval.models, {1, 3, 5, 7, 10});
+    write_file_atomic(ctx.dir / "metrics_by_round.svg", metrics_chart(res, c.eval.models));
     md += svg_link("metrics_by_round.svg", "metrics by knowledge source");
+  }
+  for (const std::string& setting : c.eval.also_settings) {
+    std::filesystem::path path = results_path(ctx, setting);
+    if (!std::filesystem::exists(path)) continue;
+    ExperimentResults res = load_experiment(path);
+    md += fmt::format("## Test metrics on `{}` lists{}\n\n", setting, setting == "kar" ? " (the paper's setting)" : "");
+    md += fmt::format("The same knowledge texts of the same users, rerankers retrained on `{}` lists (seeds {}); the run's "
+                      "rewards and DPO used `{}` lists. Results in `{}`.\n\n",
+                      setting, nlohmann::json(c.eval.seeds).dump(), c.prepare.setting, path.filename().string());
+    md += results_section(res, c.eval.also_models.empty() ? c.eval.models : c.eval.also_models, {5, 10});
   }
 
   // Rewards: did DPO raise the reward of regenerated knowledge on train users?

@@ -16,6 +16,9 @@ void stage_pairs(RunContext& ctx, int round);
 // DPO on round r-1's pairs: the policy of round r.
 void stage_dpo(RunContext& ctx, int round);
 void stage_evaluate(RunContext& ctx);
+// Where the evaluation of a list setting is written: results.json for the run's own setting,
+// results_<setting>.json for each [eval] also_settings entry.
+std::filesystem::path results_path(const RunContext& ctx, const std::string& setting);
 void stage_report(RunContext& ctx);
 
 // Fingerprints shared between stages.

@@ -41,7 +41,7 @@ std::string small_run(const fs::path& dir) {
          "[knowledge]\nencoder = \"hash\"\n"
          "[rerank]\nepochs = 2\npatience = 1\ndtype = \"bf16\"\n"
          "[dpo]\nbatch_size = 2\ngrad_accum = 2\nepochs = 1\nlr = 1e-3\n"
-         "[eval]\nmodels = [\"dlcm\", \"prm\"]\nseeds = [1, 2]\n";
+         "[eval]\nmodels = [\"dlcm\", \"prm\"]\nseeds = [1, 2]\nalso_settings = [\"kar\"]\nalso_models = [\"dlcm\"]\n";
 }
 
 }  // namespace
@@ -72,8 +72,20 @@ TEST(Run, WholeLoopWritesEveryArtefactAndASecondRunChangesNothing) {
     }
   }
   ASSERT_NE(res.find("popularity", ""), nullptr);
+  // The same knowledge on the paper's lists (same users, DLCM only as configured).
+  ExperimentResults kar = load_experiment(dir / "results_kar.json");
+  EXPECT_EQ(kar.setting, "kar");
+  ASSERT_NE(kar.find("random order", ""), nullptr);
+  EXPECT_EQ(kar.find("profile", "prm"), nullptr);
+  for (const char* row : {"no knowledge", "profile", "KAR (SFT LLM, before DPO)", "RLRF4Rec round 1"}) {
+    const RowResult* r = kar.find(row, "dlcm");
+    ASSERT_NE(r, nullptr) << row;
+    EXPECT_EQ(r->seeds.size(), 2u);
+    // kar lists hold the user's next real items: as many test lists as a first-stage window would not give.
+    for (const SeedResult& s : r->seeds) EXPECT_NE(s.test.count, res.find(row, "dlcm")->seeds[0].test.count) << row;
+  }
   std::string report = read_file(dir / "report.md");
-  for (const char* part : {"## Test metrics", "Paired comparisons", "Did DPO raise the reward?", "## DPO", "RLRF4Rec round 1"})
+  for (const char* part : {"## Test metrics", "## Test metrics on `kar` lists (the paper's setting)", "Paired comparisons", "Did DPO raise the reward?", "## DPO", "RLRF4Rec round 1"})
     EXPECT_NE(report.find(part), std::string::npos) << part;
 
   // Pairs: one TRL line per pair, each with its prompt and two different answers.
@@ -100,13 +112,14 @@ TEST(Run, WholeLoopWritesEveryArtefactAndASecondRunChangesNothing) {
   }
 
   // A second run: every stage current, the results as they were.
-  const std::string results_before = read_file(dir / "results.json");
+  const std::string results_before = read_file(dir / "results.json"), kar_before = read_file(dir / "results_kar.json");
   auto [rc2, log2] = run_rlrf(base / "run.toml", base / "second.log");
   ASSERT_EQ(rc2, 0) << log2;
   for (const char* work : {"sft step", "dpo step", "epoch 1:", "responses in"})
     EXPECT_EQ(log2.find(work), std::string::npos) << work << " in the second run:\n" << log2;
   EXPECT_NE(log2.find("sft: current"), std::string::npos) << log2;
   EXPECT_EQ(read_file(dir / "results.json"), results_before);
+  EXPECT_EQ(read_file(dir / "results_kar.json"), kar_before);
 }
 
 TEST(RunConfig, ShippedConfigsAndTheEmbeddedDemoParse) {
@@ -136,6 +149,8 @@ TEST(RunConfig, UnknownKeysAndBadValuesNameTheirPlace) {
   EXPECT_NE(error_of("[rerank]\ndtype = \"fp8\"\n").find("dtype"), std::string::npos);
   EXPECT_NE(error_of("[dpo]\ndtype = \"int4\"\n").find("int4"), std::string::npos);
   EXPECT_NE(error_of("[extra]\nx = 1\n").find("extra"), std::string::npos);
+  EXPECT_NE(error_of("[eval]\nalso_settings = [\"uniform\"]\n").find("uniform"), std::string::npos);
+  EXPECT_NE(error_of("[eval]\nalso_settings = [\"kar\"]\n").find("repeats the run's own setting"), std::string::npos);
 }
 
 // What does not change results stays out of the fingerprints: threads and jobs.
