@@ -1,6 +1,7 @@
 // Encoder factories: by name, and the GloVe encoder from its binary.
 #include "encode/encoder.h"
 
+#include "encode/bert_encoder.h"
 #include "encode/glove_encoder.h"
 #include "encode/hash_encoder.h"
 #include "util/error.h"
@@ -22,8 +23,13 @@ std::unique_ptr<TextEncoder> make_encoder(const std::string& name) {
     RLRF_CHECK(dim && *dim > 0 && *dim <= 65536, "encoder '{}': the dimension after 'hash:' must be 1..65536", name);
     return std::make_unique<HashingEncoder>(static_cast<int>(*dim));
   }
+  if (starts_with(name, "bert:")) return std::make_unique<BertTextEncoder>(BertEncoderOptions::parse_spec(name));
+  if (name == "bert")
+    fail("encoder 'bert' needs a model directory: set [knowledge] encoder_model = PATH, or name it bert:PATH "
+         "(known encoders: glove, glove:<path>, hash, hash:<dim>, bert:<model dir>[?settings])");
   fail("unknown text encoder '{}'; known: glove (GloVe 100-d + SIF, default), glove:<path to .bin>, "
-       "hash (feature hashing, 256-d, needs no files), hash:<dim>", name);
+       "hash (feature hashing, 256-d, needs no files), hash:<dim>, "
+       "bert:<model dir>[?pooling=mean&max_length=512&dtype=bf16&batch_size=64&normalize=true]", name);
 }
 
 }  // namespace rlrf

@@ -1,5 +1,5 @@
-// Text encoders turn knowledge texts into frozen vectors (the paper uses BERT; our default is GloVe
-// 100-d, frequency-weighted mean of word vectors). Encodings are cached on disk keyed by text hash.
+// Text encoders turn knowledge texts into frozen vectors (the paper uses BERT, bert_encoder.h; the
+// default is GloVe 100-d, frequency-weighted mean of word vectors). Encodings are cached on disk keyed by text hash.
 #pragma once
 #include <ATen/core/Tensor.h>
 
@@ -23,7 +23,8 @@ class TextEncoder {
 // path empty: <deps>/glove-100d.bin. Errors name the path and say how to create it.
 std::unique_ptr<TextEncoder> make_glove_encoder(const std::filesystem::path& path = {});
 
-// By name: "glove" (default). Unknown names are refused with the list of known ones.
+// By name: "glove" (default), "glove:PATH", "hash", "hash:DIM", "bert:DIR[?settings]" (a BERT-family
+// model, bert_encoder.h). Unknown names are refused with the list of known ones.
 std::unique_ptr<TextEncoder> make_encoder(const std::string& name);
 
 // Encodes through an on-disk cache in `cache_dir` (one file per encoder name; entries keyed by the

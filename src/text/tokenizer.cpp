@@ -262,6 +262,7 @@ void Tokenizer::Impl::encode_text(std::string_view s, bool at_input_start, std::
 
 std::vector<int32_t> Tokenizer::encode(std::string_view text, bool add_special) const {
   const Impl& t = loaded(impl_);
+  if (t.wordpiece) return t.wordpiece->encode_ids(text, add_special);
   std::string repaired;
   if (!is_valid_utf8(text)) {  // invalid bytes become U+FFFD, as a decode with errors="replace" would
     repaired = utf8_repair(text);
@@ -382,6 +383,7 @@ std::string Tokenizer::Impl::apply_global_replace(std::string s) const {
 
 std::string Tokenizer::decode(const std::vector<int32_t>& ids, bool skip_special) const {
   const Impl& t = loaded(impl_);
+  if (t.wordpiece) return t.wordpiece->decode(ids, skip_special);
   std::string joined, group;  // group: consecutive <0xXX> bytes, kept whole only if valid UTF-8
   auto close_group = [&] {
     if (group.empty()) return;
@@ -443,6 +445,8 @@ bool Tokenizer::is_special(int32_t id) const { return id >= 0 && id < vocab_size
 
 StreamDecoder::StreamDecoder(const Tokenizer& tokenizer, bool skip_special)
     : impl_(tokenizer.impl_), skip_special_(skip_special) {
+  RLRF_CHECK(!loaded(impl_).wordpiece, "{}: streaming decoding of a WordPiece tokenizer is not implemented (use decode)",
+             impl_->file.string());
   strip_start_left_ = loaded(impl_).strip_start();
 }
 

@@ -11,6 +11,7 @@
 #include "text/bpe.h"
 #include "text/regex.h"
 #include "text/tokenizer.h"
+#include "text/wordpiece.h"
 
 namespace rlrf {
 
@@ -83,6 +84,9 @@ struct DecodedPiece {
 
 struct Tokenizer::Impl {
   std::filesystem::path file;  // tokenizer.json
+  // A WordPiece tokenizer.json (BERT family): encode/decode go to it; the id tables below are
+  // filled from it for the accessors, and the BPE fields stay empty.
+  std::shared_ptr<const WordPieceTokenizer> wordpiece;
 
   text::BpeModel model;
   std::vector<std::string> id_to_token;  // every id (model and added); "" for gaps

@@ -534,6 +534,18 @@ Tokenizer Tokenizer::load(const fs::path& path) {
   try {
     json j = parse_tokenizer_json(file, loader.raw);
     if (!j.is_object() || !j.contains("model")) loader.bad("no 'model' object at the top level");
+    if (Loader::type_of(j.at("model")) == "WordPiece") {  // BERT family: its own reader (wordpiece.h)
+      auto wp = std::make_shared<const WordPieceTokenizer>(WordPieceTokenizer::load(file));
+      Impl& t = *impl;
+      t.wordpiece = wp;
+      for (int32_t id = 0; id < wp->vocab_size(); ++id) t.id_to_token.push_back(wp->id_to_token(id));
+      for (int32_t id = 0; id < wp->vocab_size(); ++id) t.special.push_back(wp->is_special(id) ? 1 : 0);
+      t.token_to_id.build(&t.id_to_token);
+      t.pad = wp->pad_id();
+      Tokenizer tok;
+      tok.impl_ = std::move(impl);
+      return tok;
+    }
     loader.model(j.at("model"));
     loader.added_tokens(j.value("added_tokens", json()));
     loader.normalizer(j.value("normalizer", json()));
