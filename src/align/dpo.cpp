@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <chrono>
 #include <numeric>
+#include <optional>
 #include <random>
 
 #include "align/policy_optimizer.h"
@@ -92,9 +93,13 @@ DpoResult train_dpo(llm::LlamaForCausalLM& model, const std::vector<PreferencePa
   } else {
     llm::enable_full_finetune(model);
   }
+  const at::ScalarType compute = training_compute_dtype(model, config.dtype, "dpo");
   auto start = std::chrono::steady_clock::now();
   std::vector<double> ref_c, ref_r;
-  reference_logprobs(model, pairs, ref_c, ref_r, 8, config.pack_pairs);
+  {
+    ComputePrecision precision(compute, model->device());
+    reference_logprobs(model, pairs, ref_c, ref_r, 8, config.pack_pairs);
+  }
 
   const int64_t n = static_cast<int64_t>(pairs.size());
   const int64_t micro_per_epoch = (n + config.batch_size - 1) / config.batch_size;
@@ -140,6 +145,7 @@ DpoResult train_dpo(llm::LlamaForCausalLM& model, const std::vector<PreferencePa
         }
         int64_t b = hi - lo;
         at::Tensor policy_chosen, policy_rejected;
+        std::optional<ComputePrecision> precision(std::in_place, compute, model->device());  // the forward only
         if (config.pack_pairs) {  // chosen and rejected share one pass over their prompt (llm/logprob.h)
           llm::PairLogprobs lp = llm::pair_logprobs(model, prompts, chosen, rejected);
           policy_chosen = lp.a_sum.to(at::kFloat);
@@ -155,6 +161,7 @@ DpoResult train_dpo(llm::LlamaForCausalLM& model, const std::vector<PreferencePa
         }
         at::Tensor ref_chosen = torch::tensor(rc).to(policy_chosen.device());
         at::Tensor ref_rejected = torch::tensor(rr).to(policy_chosen.device());
+        precision.reset();
         DpoBatchLoss l = dpo_loss(policy_chosen, policy_rejected, ref_chosen, ref_rejected, config.beta);
         // Each micro-batch's mean loss weighs by its share of the step's pairs.
         int64_t step_pairs = std::min(n, last_micro * config.batch_size) - first_micro * config.batch_size;

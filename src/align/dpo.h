@@ -34,8 +34,9 @@ struct DpoConfig {
   // Chosen and rejected of a pair in one packed sequence, the prompt computed once (same values,
   // ~40% fewer tokens with long prompts); false: two rows per pair, as TRL lays them out.
   bool pack_pairs = true;
-  // Compute dtype of the policy while it trains (read by whoever loads it: `rlrf run`, `rlrf dpo`);
-  // empty: the model's. bf16 with LoRA keeps the adapters and their optimizer state in fp32.
+  // Compute dtype of the policy's forward/backward: "bf16" runs the matmuls in bf16 (autocast) on fp32
+  // weights and adapters; empty: the model's. Trained parameters are always fp32 masters
+  // (align/policy_optimizer.h); the loaders (`rlrf run`, `rlrf dpo`) load the policy in fp32.
   std::string dtype;
   int threads = 0;                // intra-op threads while training; 0: llm::training_threads
   void read(const ConfigSection& s);

@@ -28,6 +28,7 @@ PairSelection select_pairs(const std::vector<RewardedResponse>& rewarded, double
     }
     if (!(best->reward - worst->reward > min_margin) || best == worst) {
       ++out.ties_skipped;
+      if (best->reward == worst->reward) ++out.all_tied;
       continue;
     }
     out.pairs.push_back({user, best->sample, worst->sample, best->reward, worst->reward});

@@ -25,7 +25,8 @@ struct SelectedPair {
 struct PairSelection {
   std::vector<SelectedPair> pairs;  // ordered by user
   int64_t users = 0;                // users with at least one rewarded response
-  int64_t ties_skipped = 0;         // best == worst (within min_margin)
+  int64_t ties_skipped = 0;         // users skipped: best - worst <= min_margin (all_tied included)
+  int64_t all_tied = 0;             // of those, users whose rewards are all exactly equal
   int64_t single_response = 0;      // users with fewer than two responses
 };
 

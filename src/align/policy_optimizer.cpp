@@ -1,9 +1,11 @@
 // AdamW with a schedule, clipping and zeroed gradients between optimizer steps.
 #include "align/policy_optimizer.h"
 
+#include <ATen/autocast_mode.h>
 #include <torch/nn/utils/clip_grad.h>
 #include <torch/optim/adamw.h>
 
+#include "llm/lora.h"
 #include "util/error.h"
 
 namespace rlrf {
@@ -36,6 +38,40 @@ double PolicyOptimizer::step() {
   adamw_->zero_grad();
   ++step_;
   return norm;
+}
+
+ComputePrecision::ComputePrecision(at::ScalarType compute, const at::Device& device) {
+  on_ = compute == at::kBFloat16 || compute == at::kHalf;
+  cuda_ = device.is_cuda();
+  if (!on_) return;
+  if (cuda_) {
+    was_ = at::autocast::is_enabled();
+    at::autocast::set_autocast_gpu_dtype(compute);
+    at::autocast::set_enabled(true);
+  } else {
+    was_ = at::autocast::is_cpu_enabled();
+    at::autocast::set_autocast_cpu_dtype(compute);
+    at::autocast::set_cpu_enabled(true);
+  }
+}
+
+ComputePrecision::~ComputePrecision() {
+  if (!on_) return;
+  if (cuda_) at::autocast::set_enabled(was_);
+  else at::autocast::set_cpu_enabled(was_);
+  if (!was_) at::autocast::clear_cache();
+}
+
+at::ScalarType training_compute_dtype(llm::LlamaForCausalLM& model, const std::string& dtype, const std::string& who) {
+  for (auto& [name, p] : llm::named_trainable_parameters(model)) {
+    RLRF_CHECK(p.scalar_type() == at::kFloat || p.scalar_type() == at::kDouble,
+               "{}: trained parameter '{}' is {}; trained weights must be fp32 masters (load the model in fp32 and set "
+               "dtype = \"bf16\" for bf16 compute)",
+               who, name, llm::dtype_name(p.scalar_type()));
+  }
+  if (dtype.empty()) return model->dtype();
+  at::ScalarType t = llm::parse_dtype(dtype);
+  return model->dtype() == at::kDouble ? at::kDouble : t;
 }
 
 }  // namespace rlrf

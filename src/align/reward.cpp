@@ -15,6 +15,10 @@ void RewardConfig::read(const ConfigSection& s) {
   s.read("metric", metric);
   s.read("k", k);
   s.read("train_knowledge", train_knowledge);
+  s.read("dtype", dtype);
+  s.read("min_margin", min_margin);
+  RLRF_CHECK(dtype == "fp32" || dtype == "bf16", "{}: dtype must be fp32 or bf16, got \"{}\"", s.where(), dtype);
+  RLRF_CHECK(min_margin >= 0, "{}: min_margin must be >= 0, got {}", s.where(), min_margin);
   RLRF_CHECK(model == "dlcm" || model == "prm", "{}: model must be dlcm or prm, got \"{}\"", s.where(), model);
   RLRF_CHECK(metric == "ndcg" || metric == "map", "{}: metric must be ndcg or map, got \"{}\"", s.where(), metric);
   metric_k_index(k);
@@ -24,7 +28,8 @@ void RewardConfig::read(const ConfigSection& s) {
 
 RewardModel train_reward_model(const PreparedData& data, const std::vector<std::string>& knowledge_texts,
                                const RewardConfig& config, RerankConfig rerank, TextEncoder& encoder,
-                               const std::filesystem::path& cache_dir, bool user_history) {
+                               const std::filesystem::path& cache_dir, bool user_history,
+                               const std::string& item_knowledge) {
   RLRF_CHECK(knowledge_texts.size() == data.sequences.size(), "reward model: {} knowledge texts for {} users",
              knowledge_texts.size(), data.sequences.size());
   std::vector<int32_t> users(data.sequences.size());
@@ -32,7 +37,7 @@ RewardModel train_reward_model(const PreparedData& data, const std::vector<std::
   RewardModel out;
   KnowledgeSource item_source;
   item_source.user = "none";
-  item_source.item = "metadata";
+  item_source.item = item_knowledge;
   item_source.cache_dir = cache_dir;
   out.kv = build_knowledge_vectors(data, item_source, encoder);
   out.kv.user = encode_user_knowledge(data, users, knowledge_texts, encoder, cache_dir, user_history);
@@ -61,7 +66,9 @@ std::vector<double> score_responses(const RewardModel& model, const PreparedData
   RewardOptions options;
   options.metric = config.metric;
   options.k = config.k;
-  return knowledge_rewards(model.reranker, data, model.kv, users, vectors, options);
+  Reranker scorer = model.reranker;  // shares the weights; only the forward's precision differs
+  scorer.dtype = config.dtype;
+  return knowledge_rewards(scorer, data, model.kv, users, vectors, options);
 }
 
 }  // namespace rlrf

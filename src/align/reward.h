@@ -24,6 +24,13 @@ struct RewardConfig {
   // pre-trained recommender) or "sample0" (each user's first response of the round, a new model
   // per round; sample 0 is then left out of that round's pairs, since the model has fitted it).
   std::string train_knowledge = "sample0";
+  // Precision of the reranker's forward when it scores responses: "fp32" (default), or "bf16" as
+  // it may have been trained ([rerank] dtype). bf16 coarsens the small differences between one
+  // user's N responses into ties (measured in the README).
+  std::string dtype = "fp32";
+  // A user's pair needs best - worst > min_margin; users below it (all N tied included) are skipped
+  // and counted (align/pairs.h).
+  double min_margin = 0.0;
   void read(const ConfigSection& s);
 };
 
@@ -33,7 +40,8 @@ struct UserResponse {
   std::string text;
 };
 
-// Trains the reward model: `knowledge_texts` holds one text per user (indexed by user; "" = none).
+// Trains the reward model: `knowledge_texts` holds one text per user (indexed by user; "" = none),
+// `item_knowledge` the items' (none | metadata | file:PATH, as [knowledge] item).
 // The rerank settings (epochs, lr, seed, device...) come from `rerank`, the model kind from `config`.
 struct RewardModel {
   Reranker reranker;
@@ -41,9 +49,11 @@ struct RewardModel {
 };
 RewardModel train_reward_model(const PreparedData& data, const std::vector<std::string>& knowledge_texts,
                                const RewardConfig& config, RerankConfig rerank, TextEncoder& encoder,
-                               const std::filesystem::path& cache_dir, bool user_history);
+                               const std::filesystem::path& cache_dir, bool user_history,
+                               const std::string& item_knowledge);
 
-// Rewards of responses of TRAIN users (others are refused: test users never feed a reward).
+// Rewards of responses of TRAIN users (others are refused: test users never feed a reward), the
+// reranker run in `config.dtype`.
 std::vector<double> score_responses(const RewardModel& model, const PreparedData& data,
                                     const std::vector<UserResponse>& responses, const RewardConfig& config,
                                     TextEncoder& encoder, const std::filesystem::path& cache_dir, bool user_history);

@@ -49,7 +49,8 @@ void SftConfig::read(const ConfigSection& s) {
 
 // Sum of NLL and token count of one batch; differentiable when grad mode is on.
 static std::pair<at::Tensor, int64_t> batch_nll(llm::LlamaForCausalLM& model, const std::vector<SftExample>& examples,
-                                                const std::vector<int64_t>& idx, int64_t lo, int64_t hi) {
+                                                const std::vector<int64_t>& idx, int64_t lo, int64_t hi,
+                                                at::ScalarType compute) {
   std::vector<std::vector<int32_t>> prompts, conts;
   int64_t tokens = 0;
   for (int64_t k = lo; k < hi; ++k) {
@@ -58,6 +59,7 @@ static std::pair<at::Tensor, int64_t> batch_nll(llm::LlamaForCausalLM& model, co
     conts.push_back(e.response);
     tokens += static_cast<int64_t>(e.response.size());
   }
+  ComputePrecision precision(compute, model->device());  // the forward; backward runs after it
   llm::ContinuationLogprobs lp = llm::continuation_logprobs(model, prompts, conts);
   return {-lp.sum.to(at::kFloat).sum(), tokens};
 }
@@ -72,7 +74,8 @@ double sft_eval_loss(llm::LlamaForCausalLM& model, const std::vector<SftExample>
   double nll = 0;
   int64_t tokens = 0;
   for (int64_t lo = 0; lo < static_cast<int64_t>(examples.size()); lo += batch_size) {
-    auto [sum, n] = batch_nll(model, examples, idx, lo, std::min<int64_t>(lo + batch_size, static_cast<int64_t>(examples.size())));
+    auto [sum, n] = batch_nll(model, examples, idx, lo, std::min<int64_t>(lo + batch_size, static_cast<int64_t>(examples.size())),
+                              model->dtype());
     nll += sum.item<double>();
     tokens += n;
   }
@@ -90,6 +93,7 @@ SftResult train_sft(llm::LlamaForCausalLM& model, const std::vector<SftExample>&
   } else {
     llm::enable_full_finetune(model);
   }
+  const at::ScalarType compute = training_compute_dtype(model, config.dtype, "sft");
   auto start = std::chrono::steady_clock::now();
   const int64_t n = static_cast<int64_t>(examples.size());
   const int64_t micro_per_epoch = (n + config.batch_size - 1) / config.batch_size;
@@ -122,7 +126,7 @@ SftResult train_sft(llm::LlamaForCausalLM& model, const std::vector<SftExample>&
       for (int64_t k = first; k < last; ++k) step_tokens += static_cast<int64_t>(examples[static_cast<size_t>(order[static_cast<size_t>(k)])].response.size());
       double nll = 0;
       for (int64_t lo = first; lo < last; lo += config.batch_size) {
-        auto [sum, tokens] = batch_nll(model, examples, order, lo, std::min(last, lo + config.batch_size));
+        auto [sum, tokens] = batch_nll(model, examples, order, lo, std::min(last, lo + config.batch_size), compute);
         (sum / double(std::max<int64_t>(1, step_tokens))).backward();
         nll += sum.item<double>();
         log.tokens += tokens;

@@ -28,7 +28,9 @@ struct SftConfig {
   llm::LoraConfig lora;           // [sft.lora]
   uint64_t seed = 0;
   bool shuffle = true;  // false: examples in the given order
-  std::string dtype;    // compute dtype while training (read by the loader); empty: the model's
+  // Compute dtype of the forward/backward: "bf16" runs the matmuls in bf16 (autocast) on fp32 master
+  // weights; empty: the model's. Trained weights are always fp32 (align/policy_optimizer.h).
+  std::string dtype;
   int threads = 0;      // intra-op threads while training; 0: llm::training_threads
   void read(const ConfigSection& s);
 };

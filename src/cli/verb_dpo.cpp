@@ -100,7 +100,9 @@ int run(int argc, char** argv) {
 
   rlrf::llm::ModelOptions options;
   options.device = rlrf::resolve_device(device);
-  options.dtype = rlrf::llm::parse_dtype(!dtype.empty() ? dtype : !config.dtype.empty() ? config.dtype : "fp32");
+  // fp32 master weights; --dtype / [dpo] dtype is the compute dtype of training (align/dpo.h).
+  options.dtype = at::kFloat;
+  if (!dtype.empty()) config.dtype = dtype;
   rlrf::llm::LlamaForCausalLM model = rlrf::llm::load_model(model_dir, options);
   rlrf::llm::LoraConfig lora = config.lora;
   lora.base_model_name_or_path = model_dir;
@@ -117,7 +119,7 @@ int run(int argc, char** argv) {
     rlrf::llm::save_lora(model, lora, std::filesystem::path(out_dir) / "adapter");
   } else {
     rlrf::llm::SaveOptions save;
-    save.dtype = options.dtype;
+    save.dtype = at::kFloat;
     save.tokenizer_from = model_dir;
     rlrf::llm::save_model(model, out_dir, save);
   }

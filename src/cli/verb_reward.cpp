@@ -89,7 +89,7 @@ int run(int argc, char** argv) {
   }
   std::filesystem::path out(out_dir);
   std::unique_ptr<rlrf::TextEncoder> encoder = rlrf::make_encoder(encoder_name);
-  rlrf::RewardModel model = rlrf::train_reward_model(data, texts, reward, rerank, *encoder, out / "cache", user_history);
+  rlrf::RewardModel model = rlrf::train_reward_model(data, texts, reward, rerank, *encoder, out / "cache", user_history, item);
   rlrf::save_reranker(model.reranker, out / "reward_model.rrk");
   std::vector<rlrf::UserResponse> train;
   for (const rlrf::UserResponse& r : all)
@@ -105,7 +105,7 @@ int run(int argc, char** argv) {
     rewarded.push_back({train[i].user, train[i].sample, rewards[i]});
   }
   rlrf::write_file_atomic(out / "rewards.jsonl", rows);
-  rlrf::PairSelection sel = rlrf::select_pairs(rewarded);
+  rlrf::PairSelection sel = rlrf::select_pairs(rewarded, reward.min_margin);
   std::map<std::pair<int32_t, int>, const std::string*> text_of;
   for (const rlrf::UserResponse& r : train) text_of[{r.user, r.sample}] = &r.text;
   std::vector<rlrf::PairText> pairs;

@@ -32,7 +32,9 @@ at::Tensor LinearImpl::forward(const at::Tensor& x) {
     at::Tensor h = spec_.dropout > 0 ? at::dropout(x, spec_.dropout, is_training()) : x;
     const auto dt = x.scalar_type();
     h = at::linear(at::linear(h, lora_A->weight.to(dt)), lora_B->weight.to(dt));
-    y = y + h * spec_.scaling();
+    // The sum in the input's dtype: under autocast (bf16 matmuls on fp32 activations) y and h come
+    // back in bf16, and adding them there would round away a small adapter's contribution.
+    y = y.to(dt) + h.to(dt) * spec_.scaling();
   }
   return y;
 }
@@ -71,6 +73,8 @@ void LinearImpl::merge_lora() {
   {
     torch::NoGradGuard no_grad;
     at::Tensor delta = at::matmul(lora_B->weight, lora_A->weight) * spec_.scaling();  // [out, in] fp32
+    // Into bf16 weights this rounds: a delta below half a bf16 step of w (|w| ~ 0.3: ~1e-3) is lost.
+    // Policies that must keep it merge in fp32 (lora.h load_merged_policy).
     weight.copy_((weight.to(delta.scalar_type()) + delta).to(weight.scalar_type()));
   }
   remove_lora();

@@ -10,6 +10,7 @@
 #include <regex>
 #include <set>
 
+#include "llm/checkpoint.h"
 #include "llm/safetensors.h"
 #include "llm/sampler.h"
 #include "util/config.h"
@@ -86,6 +87,32 @@ void set_lora_enabled(LlamaForCausalLM& model, bool enabled) {
 
 void merge_lora(LlamaForCausalLM& model) {
   for (auto& [name, lin] : model->named_linears()) lin->merge_lora();
+}
+
+LlamaForCausalLM convert_model(LlamaForCausalLM& model, const ModelOptions& options) {
+  RLRF_CHECK(!has_lora(model), "convert_model: merge or remove the LoRA adapters first");
+  LlamaForCausalLM out(model->config(), options);
+  torch::NoGradGuard no_grad;
+  auto src = model->named_parameters(true);
+  for (auto& item : out->named_parameters(true)) {
+    const at::Tensor* from = src.find(item.key());
+    RLRF_CHECK(from != nullptr, "convert_model: the source model has no parameter '{}'", item.key());
+    item.value().copy_(*from);  // copy_ keeps the fused q/k/v and gate/up views current
+  }
+  out->eval();
+  return out;
+}
+
+LlamaForCausalLM load_merged_policy(const fs::path& base, const std::vector<fs::path>& adapters, const ModelOptions& options) {
+  ModelOptions fp32 = options;
+  fp32.dtype = options.dtype == at::kDouble ? at::kDouble : at::kFloat;
+  LlamaForCausalLM model = load_model(base, fp32);
+  for (const fs::path& dir : adapters) {
+    load_lora(model, dir);
+    merge_lora(model);
+  }
+  if (fp32.dtype == options.dtype) return model;
+  return convert_model(model, options);
 }
 
 void enable_full_finetune(LlamaForCausalLM& model) {

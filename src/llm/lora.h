@@ -24,7 +24,7 @@ namespace rlrf::llm {
 struct LoraConfig {
   int64_t r = 8;
   double alpha = 16.0;
-  double dropout = 0.05;
+  double dropout = 0.0;  // PEFT's and TRL's default
   bool use_rslora = false;
   // Module names as PEFT matches them: a layer is adapted when its path equals an entry or ends
   // with "." + entry ("q_proj" matches "model.layers.3.self_attn.q_proj"). "all-linear" adapts
@@ -47,6 +47,19 @@ bool has_lora(LlamaForCausalLM& model);
 void set_lora_enabled(LlamaForCausalLM& model, bool enabled);
 // Folds every adapter into its base weight and removes the adapters (PEFT merge_and_unload).
 void merge_lora(LlamaForCausalLM& model);
+// A copy of `model` (adapters, if any, merged first is the caller's business) with another compute
+// dtype or device; parameters are copied by name. Converting an fp32 model to bf16 rounds each
+// weight once.
+LlamaForCausalLM convert_model(LlamaForCausalLM& model, const ModelOptions& options);
+
+// The policy that a chain of fine-tunes produced, as generation and DPO load it: `base` (a model
+// directory) read in fp32, each adapter directory in `adapters` applied and merged in fp32, in
+// order (W + s B A exact to fp32 rounding), and only then converted to `options`'s dtype. Merging
+// into bf16 weights instead rounds away every delta smaller than half a bf16 step (|w| ~ 0.3: ~1e-3,
+// the size of a whole DPO update); tests/llm/lora_test.cpp measures both.
+LlamaForCausalLM load_merged_policy(const std::filesystem::path& base, const std::vector<std::filesystem::path>& adapters,
+                                    const ModelOptions& options);
+
 // Full fine-tuning: every parameter trainable (requires_grad = true). Refused with adapters.
 void enable_full_finetune(LlamaForCausalLM& model);
 

@@ -1,6 +1,7 @@
 // The run configuration: every stage's struct read from its [section], with strict key checks.
 #include "pipeline/run_config.h"
 
+#include "encode/bert_encoder.h"
 #include "util/error.h"
 #include "util/files.h"
 
@@ -43,6 +44,30 @@ void KnowledgeConfig::read(const ConfigSection& s) {
   s.read("encoder", encoder);
   s.read("item", item);
   s.read("user_history", user_history);
+  s.read("encoder_model", encoder_model);
+  s.read("pooling", pooling);
+  s.read("normalize", normalize);
+  s.read("max_length", max_length);
+  s.read("dtype", dtype);
+  s.read("batch_size", batch_size);
+  const bool bert_keys = s.has("encoder_model") || s.has("pooling") || s.has("normalize") || s.has("max_length") ||
+                         s.has("dtype") || s.has("batch_size");
+  if (encoder == "bert") {
+    RLRF_CHECK(!encoder_model.empty(), "{}: encoder = \"bert\" needs encoder_model = PATH (a Hugging Face BERT "
+               "directory: config.json, model.safetensors, tokenizer.json)", s.where());
+    BertEncoderOptions o;
+    o.model = expand_path(encoder_model);
+    o.pooling = pooling;
+    o.normalize = normalize;
+    o.max_length = max_length;
+    o.dtype = dtype;
+    o.batch_size = batch_size;
+    encoder = o.to_spec();
+    BertEncoderOptions::parse_spec(encoder);  // checks the settings now, naming the bad one
+  } else {
+    RLRF_CHECK(!bert_keys, "{}: encoder_model, pooling, normalize, max_length, dtype and batch_size are settings of "
+               "encoder = \"bert\" (encoder is \"{}\")", s.where(), encoder);
+  }
 }
 
 void EvalConfig::read(const ConfigSection& s) {
@@ -51,6 +76,9 @@ void EvalConfig::read(const ConfigSection& s) {
   s.read("profile_row", profile_row);
   s.read("also_settings", also_settings);
   s.read("also_models", also_models);
+  s.read("decode", decode);
+  RLRF_CHECK(decode == "greedy" || decode == "sample0" || decode == "mean",
+             "{}: decode must be \"greedy\", \"sample0\" or \"mean\", got \"{}\"", s.where(), decode);
   for (const std::vector<std::string>* list : {&models, &also_models})
     for (const std::string& m : *list)
       RLRF_CHECK(m == "dlcm" || m == "prm", "{}: unknown model \"{}\" (dlcm, prm)", s.where(), m);

@@ -52,7 +52,15 @@ struct GenerateConfig {
 };
 
 struct KnowledgeConfig {
+  // glove | hash | bert (or any make_encoder name). With "bert", read() turns the keys below into
+  // the full encoder name "bert:PATH?..." (encode/bert_encoder.h), which every stage passes on.
   std::string encoder = "glove";
+  std::string encoder_model;   // bert: a Hugging Face / sentence-transformers directory ({shared} allowed)
+  std::string pooling = "auto";  // bert: auto (sentence-transformers folder's, else mean) | mean | cls | max
+  bool normalize = false;        // bert: L2-normalise the pooled vectors
+  int max_length = 0;            // bert: tokens per text; 0: the model's limit (512 for BERT-base)
+  std::string dtype = "fp32";    // bert: fp32 | bf16
+  int batch_size = 64;           // bert: texts per forward pass
   std::string item = "metadata";  // metadata | file:PATH (KAR item knowledge)
   bool user_history = true;       // encode history + ". " + knowledge (KAR); false: knowledge alone
   void read(const ConfigSection& s);
@@ -66,6 +74,10 @@ struct EvalConfig {
   // its own table (results_<setting>.json): a run on popularity lists still shows the paper's.
   std::vector<std::string> also_settings;
   std::vector<std::string> also_models;  // rerankers for those tables; empty: `models`
+  // The knowledge of each round's policy that is evaluated: "greedy" (one argmax response per user,
+  // generated for evaluation), "sample0" (the first of the N sampled responses: one sample's noise),
+  // "mean" (each user's vector is the mean of the encodings of all N samples).
+  std::string decode = "greedy";
   void read(const ConfigSection& s);
 };
 

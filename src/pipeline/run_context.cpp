@@ -153,31 +153,31 @@ at::ScalarType stage_dtype(const RunContext& ctx, const std::string& stage_dtype
   return llm::parse_dtype(stage_dtype.empty() ? ctx.config.model.dtype : stage_dtype);
 }
 
+bool dpo_round_skipped(const RunContext& ctx, int round) {
+  return round > 0 && std::filesystem::exists(ctx.model_dir(round) / kSkippedRoundFile);
+}
+
 llm::LlamaForCausalLM load_policy(const RunContext& ctx, int round, at::ScalarType dtype) {
   const RunConfig& c = ctx.config;
   llm::ModelOptions options;
   options.device = ctx.device;
   options.dtype = dtype;
   std::filesystem::path base = expand_path(c.model.path);
-  bool sft_full = c.sft.enabled && c.sft.finetune == "full";
-  if (sft_full) base = ctx.sft_dir();
-  // Full DPO fine-tunes save whole models: the latest one replaces everything before it.
-  int first_adapter = 1;
-  if (c.dpo.finetune == "full" && round > 0) {
-    base = ctx.model_dir(round);
-    first_adapter = round + 1;
+  std::vector<std::filesystem::path> adapters;
+  if (c.sft.enabled && c.sft.finetune == "full") base = ctx.sft_dir();
+  if (c.sft.enabled && c.sft.finetune == "lora") adapters.push_back(ctx.sft_dir() / "adapter");
+  for (int r = 1; r <= round; ++r) {
+    if (dpo_round_skipped(ctx, r)) continue;  // no pairs that round: its policy is the one before
+    if (c.dpo.finetune == "full") {
+      // Full DPO fine-tunes save whole models: the latest one replaces everything before it.
+      base = ctx.model_dir(r);
+      adapters.clear();
+    } else {
+      adapters.push_back(ctx.model_dir(r) / "adapter");
+    }
   }
-  llm::LlamaForCausalLM model = llm::load_model(base, options);
-  if (c.sft.enabled && c.sft.finetune == "lora" && !(c.dpo.finetune == "full" && round > 0)) {
-    llm::load_lora(model, ctx.sft_dir() / "adapter");
-    llm::merge_lora(model);
-  }
-  for (int r = first_adapter; r <= round; ++r) {
-    llm::load_lora(model, ctx.model_dir(r) / "adapter");
-    llm::merge_lora(model);
-  }
-  model->eval();
-  return model;
+  // Weights and adapters merge in fp32 and are cast to `dtype` once (llm/lora.h).
+  return llm::load_merged_policy(base, adapters, options);
 }
 
 std::vector<std::string> round_knowledge_texts(const RunContext& ctx, int round) {

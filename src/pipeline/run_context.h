@@ -18,7 +18,7 @@
 namespace rlrf {
 
 // Bumped when a stage's outputs change meaning, so old runs are redone rather than misread.
-inline constexpr const char* kPipelineVersion = "rlrf-pipeline-2";
+inline constexpr const char* kPipelineVersion = "rlrf-pipeline-3";  // 3: fp32 masters, greedy eval
 
 struct RunContext {
   RunConfig config;
@@ -60,10 +60,19 @@ PreparedData prepare_other_setting(RunContext& ctx, const std::string& setting, 
 std::string policy_fingerprint(const RunContext& ctx, int round);
 
 // Loads the policy that generates round r: the base model (or the SFT model), then round 1..r's
-// adapters merged in order (or round r's full model).
+// adapters (or round r's full model), all merged in fp32 and only then cast to `dtype` (a delta
+// merged into bf16 weights would round away). Rounds that were skipped (no pairs) add nothing.
 llm::LlamaForCausalLM load_policy(const RunContext& ctx, int round, at::ScalarType dtype);
+// A DPO round left no pairs to train on (every user's rewards tied): its policy is round r-1's.
+// Marked by this file in model_dir(r).
+inline constexpr const char* kSkippedRoundFile = "skipped.json";
+bool dpo_round_skipped(const RunContext& ctx, int round);
 // A stage's compute dtype: its own `dtype` key when set, else [model] dtype.
 at::ScalarType stage_dtype(const RunContext& ctx, const std::string& stage_dtype);
+
+// The run-store round that holds the greedy responses of round r's policy (sample 0 each):
+// negative, so nothing that reads round r's N samples (rewards, pairs, DPO) ever sees them.
+inline int greedy_store_round(int round) { return -1 - round; }
 
 // Knowledge texts per user (indexed by user) from round r's sample-0 responses ("" when missing).
 std::vector<std::string> round_knowledge_texts(const RunContext& ctx, int round);

@@ -50,9 +50,15 @@ static std::vector<StoredReward> score_round(RunContext& ctx, const RewardModel&
   std::vector<double> rewards = score_responses(model, ctx.data, responses, ctx.config.reward, *ctx.encoder,
                                                 ctx.encode_cache(), ctx.config.knowledge.user_history);
   std::vector<StoredReward> rows;
-  for (size_t i = 0; i < responses.size(); ++i)
+  std::vector<RewardedResponse> rewarded;
+  for (size_t i = 0; i < responses.size(); ++i) {
     rows.push_back({model_round, round, responses[i].user, responses[i].sample, rewards[i]});
+    rewarded.push_back({responses[i].user, responses[i].sample, rewards[i]});
+  }
   ctx.store->put_rewards(model_round, round, rows);
+  PairSelection sel = select_pairs(rewarded, ctx.config.reward.min_margin);
+  log_info("reward/{}: reward model {} ({} forward): {} of {} users have all their rewards tied", round, model_round,
+           ctx.config.reward.dtype, sel.all_tied, sel.users);
   return rows;
 }
 
@@ -88,7 +94,7 @@ void stage_reward(RunContext& ctx, int round) {
     log_info("{}: training the {} reward model on {} knowledge", stage, c.reward.model,
              c.reward.train_knowledge == "profile" ? "profile" : fmt::format("round {} sample-0", round));
     RewardModel model = train_reward_model(ctx.data, texts, c.reward, c.rerank, *ctx.encoder, ctx.encode_cache(),
-                                           c.knowledge.user_history);
+                                           c.knowledge.user_history, c.knowledge.item);
     save_reranker(model.reranker, reward_model_path(ctx, model_round));
     std::vector<StoredReward> rows = score_round(ctx, model, model_round, round);
     double mean = 0;
@@ -101,7 +107,6 @@ void stage_reward(RunContext& ctx, int round) {
     int prev = reward_model_round(ctx, round - 1);
     if (!(train_new && prev == model_round)) {
       Reranker r = load_reranker(reward_model_path(ctx, prev), ctx.device);
-      r.dtype = ctx.config.rerank.dtype;  // score as it was trained
       r.threads = ctx.config.rerank.threads;
       RewardModel model = reward_model_from(ctx, r);
       std::vector<StoredReward> rows = score_round(ctx, model, prev, round);
@@ -119,7 +124,7 @@ static std::vector<SelectedPair> round_pairs(RunContext& ctx, int round, PairSel
   std::vector<RewardedResponse> rewarded;
   for (const StoredReward& r : ctx.store->rewards(reward_model_round(ctx, round), round))
     rewarded.push_back({r.user, r.sample, r.reward});
-  PairSelection sel = select_pairs(rewarded);
+  PairSelection sel = select_pairs(rewarded, ctx.config.reward.min_margin);
   if (stats) *stats = sel;
   return sel.pairs;
 }
@@ -149,10 +154,14 @@ void stage_pairs(RunContext& ctx, int round) {
   export_trl_jsonl(texts, dir / fmt::format("round{}.trl.jsonl", round));
   export_llamafactory(texts, dir, fmt::format("rlrf_round{}", round));
   nlohmann::json stats = {{"pairs", pairs.size()}, {"users", sel.users}, {"ties_skipped", sel.ties_skipped},
-                          {"single_response", sel.single_response}};
+                          {"all_tied", sel.all_tied}, {"single_response", sel.single_response}};
   ctx.store->put_doc(stage, stats.dump());
-  log_info("{}: {} pairs from {} users ({} ties skipped); exported to {}", stage, pairs.size(), sel.users, sel.ties_skipped,
-           dir.string());
+  log_info("{}: {} pairs from {} users ({} skipped: {} with all rewards tied, {} more with best - worst <= min_margin {}); "
+           "exported to {}", stage, pairs.size(), sel.users, sel.ties_skipped, sel.all_tied, sel.ties_skipped - sel.all_tied,
+           ctx.config.reward.min_margin, dir.string());
+  if (pairs.empty() && sel.users > 0)
+    log_warn("{}: every one of {} users' rewards tied; round {} trains nothing and its policy stays round {}'s", stage,
+             sel.users, round + 1, round);
   ctx.store->mark_stage_done(stage, fp);
 }
 
@@ -165,8 +174,8 @@ void stage_dpo(RunContext& ctx, int round) {
   }
   const RunConfig& c = ctx.config;
   int from = round - 1;
-  std::vector<SelectedPair> selected = round_pairs(ctx, from);
-  RLRF_CHECK(!selected.empty(), "{}: round {} produced no preference pairs (all rewards tied?); nothing to train on", stage, from);
+  PairSelection sel;
+  std::vector<SelectedPair> selected = round_pairs(ctx, from, &sel);
   std::map<std::pair<int32_t, int>, std::vector<int32_t>> ids;
   for (const StoredResponse& r : ctx.store->responses(from)) ids[{r.user, r.sample}] = r.ids;
   std::vector<PreferencePair> pairs;
@@ -179,14 +188,33 @@ void stage_dpo(RunContext& ctx, int round) {
     if (pp.chosen.empty() || pp.rejected.empty()) continue;
     pairs.push_back(std::move(pp));
   }
-  llm::LlamaForCausalLM model = load_policy(ctx, from, stage_dtype(ctx, c.dpo.dtype));
+  std::filesystem::remove_all(ctx.model_dir(round));
+  if (pairs.empty()) {
+    // Every user's N rewards tied (or fell within min_margin): nothing to learn from. The round is
+    // skipped, not failed: its policy is round `from`'s (load_policy reads the marker).
+    log_warn("{}: no preference pairs from round {} ({} users, {} ties skipped); skipping this DPO round", stage, from,
+             sel.users, sel.ties_skipped);
+    ensure_dir(ctx.model_dir(round));
+    write_file_atomic(ctx.model_dir(round) / kSkippedRoundFile,
+                      nlohmann::json({{"reason", "no preference pairs"}, {"users", sel.users}, {"ties_skipped", sel.ties_skipped}})
+                              .dump() + "\n");
+    ctx.store->put_doc(stage, nlohmann::json({{"pairs", 0}, {"steps", 0}, {"skipped", true}, {"ties_skipped", sel.ties_skipped}}).dump());
+    ctx.store->mark_stage_done(stage, fp);
+    return;
+  }
+  // The policy in fp32 (master weights); [dpo] dtype is the compute dtype of its forward/backward.
+  llm::LlamaForCausalLM model = load_policy(ctx, from, at::kFloat);
   llm::LoraConfig lora = c.dpo.lora;
   lora.base_model_name_or_path = expand_path(c.model.path).string();
+  // A fresh adapter each round, its A drawn from a stream of its own (PEFT: B = 0, so the round
+  // starts at the previous policy either way).
+  lora.seed = c.dpo.lora.seed + 0x9e3779b97f4a7c15ull * static_cast<uint64_t>(round);
   if (c.dpo.finetune == "lora") llm::apply_lora(model, lora);
   log_info("{}: {} pairs, beta {}, lr {}, batch {} x accum {}, {} epochs, {}", stage, pairs.size(), c.dpo.beta, c.dpo.lr,
            c.dpo.batch_size, c.dpo.grad_accum, c.dpo.epochs, c.dpo.finetune);
   DpoConfig dc = c.dpo;
   dc.seed = c.dpo.seed + static_cast<uint64_t>(round);
+  dc.dtype = llm::dtype_name(stage_dtype(ctx, c.dpo.dtype));
   DpoResult result = train_dpo(model, pairs, dc, [&](const DpoStepLog& s) {
     ctx.store->put_log("dpo", round, static_cast<int>(s.step),
                        nlohmann::json({{"loss", s.loss}, {"chosen_reward", s.chosen_reward}, {"rejected_reward", s.rejected_reward},
@@ -194,12 +222,11 @@ void stage_dpo(RunContext& ctx, int round) {
                                        {"ms", s.ms}, {"tokens", s.tokens}, {"epoch", s.epoch}})
                            .dump());
   });
-  std::filesystem::remove_all(ctx.model_dir(round));
   if (c.dpo.finetune == "lora") {
     llm::save_lora(model, lora, ctx.model_dir(round) / "adapter");
   } else {
     llm::SaveOptions save;
-    save.dtype = stage_dtype(ctx, c.dpo.dtype);
+    save.dtype = at::kFloat;  // the master weights
     save.tokenizer_from = c.model.tokenizer.empty() ? expand_path(c.model.path) : expand_path(c.model.tokenizer);
     llm::save_model(model, ctx.model_dir(round), save);
   }

@@ -1,5 +1,6 @@
 // Generation: N sampled responses per participating user from round r's policy, written to the run
-// store in chunks (one transaction each). A killed run resumes with the missing (user, sample)
+// store in chunks (one transaction each); and each round's greedy response per user, the knowledge
+// evaluation reads by default ([eval] decode). A killed run resumes with the missing (user, sample)
 // pairs only; each sequence's random stream depends on (seed, round, prompt, sample), not on the
 // batch, so a resumed run writes the same texts an uninterrupted one would.
 #include <fmt/format.h>
@@ -7,7 +8,10 @@
 #include <chrono>
 #include <nlohmann/json.hpp>
 
+#include <ATen/ATen.h>
+
 #include "llm/generate.h"
+#include "rerank/knowledge_vectors.h"
 #include "pipeline/stages.h"
 #include "util/error.h"
 #include "util/log.h"
@@ -21,10 +25,21 @@ std::string generate_fingerprint(const RunContext& ctx, int round) {
                       "max_users=" + std::to_string(ctx.config.run.max_users)});
 }
 
-void stage_generate(RunContext& ctx, int round) {
+namespace {
+
+// What one generation stage writes: `samples` responses per participating user from round
+// `policy_round`'s policy, stored under `store_round`, resumable by fingerprint `fp`.
+struct GenerationJob {
+  std::string stage, fp;
+  int policy_round = 0, store_round = 0, samples = 1;
+  llm::SamplingOptions sampling;
+};
+
+void run_generation(RunContext& ctx, const GenerationJob& job) {
   const GenerateConfig& g = ctx.config.generate;
-  const std::string stage = fmt::format("generate/{}", round);
-  const std::string fp = generate_fingerprint(ctx, round);
+  const std::string& stage = job.stage;
+  const std::string& fp = job.fp;
+  const int round = job.store_round;
   if (stage_current(ctx, stage, fp)) {
     log_info("{}: current ({} responses)", stage, ctx.store->count_responses(round));
     return;
@@ -35,7 +50,7 @@ void stage_generate(RunContext& ctx, int round) {
   if (begun && *begun != fp) {
     log_info("{}: inputs changed; discarding {} stored responses", stage, ctx.store->count_responses(round));
     ctx.store->delete_round(round);
-    ctx.store->clear_stage(fmt::format("reward/{}", round));
+    if (round >= 0) ctx.store->clear_stage(fmt::format("reward/{}", round));
   } else if (!begun && ctx.store->count_responses(round) > 0) {
     ctx.store->delete_round(round);
   }
@@ -45,8 +60,8 @@ void stage_generate(RunContext& ctx, int round) {
   std::vector<std::vector<char>> done(ctx.data.sequences.size());
   for (auto [u, s] : have) {
     auto& d = done[static_cast<size_t>(u)];
-    if (d.empty()) d.assign(static_cast<size_t>(g.n), 0);
-    if (s < g.n) d[static_cast<size_t>(s)] = 1;
+    if (d.empty()) d.assign(static_cast<size_t>(job.samples), 0);
+    if (s >= 0 && s < job.samples) d[static_cast<size_t>(s)] = 1;
   }
   struct Todo {
     int32_t user;
@@ -54,22 +69,19 @@ void stage_generate(RunContext& ctx, int round) {
   };
   std::vector<Todo> todo;
   for (int32_t u : ctx.users)
-    for (int s = 0; s < g.n; ++s)
+    for (int s = 0; s < job.samples; ++s)
       if (done[static_cast<size_t>(u)].empty() || !done[static_cast<size_t>(u)][static_cast<size_t>(s)]) todo.push_back({u, s});
-  int64_t total = static_cast<int64_t>(ctx.users.size()) * g.n;
+  int64_t total = static_cast<int64_t>(ctx.users.size()) * job.samples;
   if (todo.empty()) {
     ctx.store->mark_stage_done(stage, fp);
     return;
   }
   if (!have.empty()) log_info("{}: resuming, {} of {} responses already stored", stage, have.size(), total);
 
-  llm::LlamaForCausalLM model = load_policy(ctx, round, stage_dtype(ctx, g.dtype));
+  llm::LlamaForCausalLM model = load_policy(ctx, job.policy_round, stage_dtype(ctx, g.dtype));
   llm::GenerateOptions options;
   options.max_new_tokens = g.max_new_tokens;
-  options.sampling.temperature = g.temperature;
-  options.sampling.top_k = g.top_k;
-  options.sampling.top_p = g.top_p;
-  options.sampling.seed = static_cast<uint64_t>(g.seed) + 1000003ull * static_cast<uint64_t>(round);
+  options.sampling = job.sampling;
   options.stop_ids = ctx.tokenizer.eos_ids();
   options.batch_size = g.batch_size;
   options.threads = g.threads;
@@ -109,6 +121,73 @@ void stage_generate(RunContext& ctx, int round) {
   ctx.store->put_doc(stage, stats.dump());
   ctx.store->mark_stage_done(stage, fp);
   log_info("{}: {} new tokens in {:.1f} s ({:.0f} tokens/s)", stage, new_tokens, seconds, seconds > 0 ? double(new_tokens) / seconds : 0.0);
+}
+
+}  // namespace
+
+void stage_generate(RunContext& ctx, int round) {
+  const GenerateConfig& g = ctx.config.generate;
+  GenerationJob job;
+  job.stage = fmt::format("generate/{}", round);
+  job.fp = generate_fingerprint(ctx, round);
+  job.policy_round = job.store_round = round;
+  job.samples = g.n;
+  job.sampling.temperature = g.temperature;
+  job.sampling.top_k = g.top_k;
+  job.sampling.top_p = g.top_p;
+  job.sampling.seed = static_cast<uint64_t>(g.seed) + 1000003ull * static_cast<uint64_t>(round);
+  run_generation(ctx, job);
+}
+
+std::string greedy_fingerprint(const RunContext& ctx, int round) {
+  const GenerateConfig& g = ctx.config.generate;
+  return fingerprint({kPipelineVersion, "greedy", std::to_string(round), policy_fingerprint(ctx, round), ctx.prepared_fingerprint,
+                      ctx.config.sections_text({"prompt"}), "max_new_tokens=" + std::to_string(g.max_new_tokens),
+                      "dtype=" + llm::dtype_name(stage_dtype(ctx, g.dtype)), "max_users=" + std::to_string(ctx.config.run.max_users)});
+}
+
+void stage_generate_greedy(RunContext& ctx, int round) {
+  GenerationJob job;
+  job.stage = fmt::format("greedy/{}", round);
+  job.fp = greedy_fingerprint(ctx, round);
+  job.policy_round = round;
+  job.store_round = greedy_store_round(round);
+  job.samples = 1;
+  job.sampling.temperature = 0;  // argmax
+  run_generation(ctx, job);
+}
+
+std::vector<std::string> eval_knowledge_texts(const RunContext& ctx, int round) {
+  if (ctx.config.eval.decode != "greedy") return round_knowledge_texts(ctx, round);
+  std::vector<std::string> texts(ctx.data.sequences.size());
+  for (const StoredResponse& r : ctx.store->responses(greedy_store_round(round))) texts[static_cast<size_t>(r.user)] = r.text;
+  return texts;
+}
+
+std::string eval_knowledge_fingerprint(const RunContext& ctx, int round) {
+  const std::string& decode = ctx.config.eval.decode;
+  if (decode == "greedy") return fingerprint({"round", "greedy", greedy_fingerprint(ctx, round)});
+  if (decode == "mean") return fingerprint({"round", "mean", generate_fingerprint(ctx, round)});
+  return fingerprint({"round", generate_fingerprint(ctx, round)});  // sample0
+}
+
+at::Tensor eval_mean_user_vectors(RunContext& ctx, const PreparedData& data, int round, const at::Tensor& fallback) {
+  std::vector<int32_t> users;
+  std::vector<std::string> texts;
+  for (const StoredResponse& r : ctx.store->responses(round)) {
+    users.push_back(r.user);
+    texts.push_back(r.text);
+  }
+  RLRF_CHECK(fallback.defined(), "eval decode = \"mean\": round {} has no user vectors to start from", round);
+  at::Tensor out = fallback.clone();
+  if (users.empty()) return out;
+  at::Tensor v = encode_user_knowledge(data, users, texts, *ctx.encoder, ctx.encode_cache(), ctx.config.knowledge.user_history);
+  at::Tensor index = at::tensor(std::vector<int64_t>(users.begin(), users.end()), at::kLong);
+  at::Tensor sum = at::zeros_like(out).index_add_(0, index, v.to(out.scalar_type()));
+  at::Tensor count = at::zeros({out.size(0)}, out.options()).index_add_(0, index, at::ones({index.size(0)}, out.options()));
+  at::Tensor has = count > 0;
+  out.index_put_({has}, sum.index({has}) / count.index({has}).unsqueeze(1));
+  return out;
 }
 
 }  // namespace rlrf

@@ -91,9 +91,10 @@ void stage_sft(RunContext& ctx) {
   RLRF_CHECK(!train.empty(), "sft: no training examples from targets '{}'", c.targets);
   log_info("sft: {} training examples, {} validation examples, finetune {}", train.size(), valid.size(), c.finetune);
 
+  // fp32 master weights whatever [sft] dtype asks for: that is the compute dtype (align/sft.h).
   llm::ModelOptions options;
   options.device = ctx.device;
-  options.dtype = stage_dtype(ctx, c.dtype);
+  options.dtype = at::kFloat;
   std::filesystem::path base = expand_path(ctx.config.model.path);
   llm::LlamaForCausalLM model = llm::load_model(base, options);
   llm::LoraConfig lora = c.lora;
@@ -101,7 +102,9 @@ void stage_sft(RunContext& ctx) {
   if (c.finetune == "lora") llm::apply_lora(model, lora);
   double before = sft_eval_loss(model, valid);
   ctx.store->put_log("sft_valid", 0, 0, nlohmann::json({{"valid_loss", before}}).dump());
-  SftResult result = train_sft(model, train, c, [&](const SftStepLog& s) {
+  SftConfig sc = c;
+  sc.dtype = llm::dtype_name(stage_dtype(ctx, c.dtype));
+  SftResult result = train_sft(model, train, sc, [&](const SftStepLog& s) {
     ctx.store->put_log("sft", 0, static_cast<int>(s.step),
                        nlohmann::json({{"loss", s.loss}, {"lr", s.lr}, {"grad_norm", s.grad_norm}, {"ms", s.ms}, {"epoch", s.epoch}}).dump());
   });
@@ -114,7 +117,7 @@ void stage_sft(RunContext& ctx) {
     llm::save_lora(model, lora, ctx.sft_dir() / "adapter");
   } else {
     llm::SaveOptions save;
-    save.dtype = options.dtype;
+    save.dtype = at::kFloat;  // the masters: later stages merge and cast from these
     save.tokenizer_from = ctx.config.model.tokenizer.empty() ? base : expand_path(ctx.config.model.tokenizer);
     llm::save_model(model, ctx.sft_dir(), save);
   }

@@ -8,6 +8,17 @@ namespace rlrf {
 
 void stage_sft(RunContext& ctx);
 void stage_generate(RunContext& ctx, int round);
+// The greedy (argmax) response of round r's policy for every participating user, stored under
+// greedy_store_round(r) with the same resume rules: the evaluation's knowledge for [eval] decode = "greedy".
+void stage_generate_greedy(RunContext& ctx, int round);
+// Knowledge texts per user (indexed by user) that evaluation uses for round r: the greedy responses
+// ([eval] decode = "greedy") or sample 0 ("sample0", and "mean", whose vectors are then replaced).
+std::vector<std::string> eval_knowledge_texts(const RunContext& ctx, int round);
+// What round r's evaluation knowledge depends on (decode mode and the generation that made it).
+std::string eval_knowledge_fingerprint(const RunContext& ctx, int round);
+// [eval] decode = "mean": `fallback` [n_users, d] with each user who has round-r samples replaced
+// by the mean of the encodings of all their N samples.
+at::Tensor eval_mean_user_vectors(RunContext& ctx, const PreparedData& data, int round, const at::Tensor& fallback);
 // Trains round r's reward model (unless r == rounds) and scores round r's responses of training
 // users with it, and with the previous round's reward model (to measure what DPO changed).
 void stage_reward(RunContext& ctx, int round);
@@ -23,6 +34,7 @@ void stage_report(RunContext& ctx);
 
 // Fingerprints shared between stages.
 std::string generate_fingerprint(const RunContext& ctx, int round);
+std::string greedy_fingerprint(const RunContext& ctx, int round);
 std::string reward_fingerprint(const RunContext& ctx, int round);
 // The reward model that scores round r's responses for its pairs: r ("sample0") or 0 ("profile").
 int reward_model_round(const RunContext& ctx, int round);

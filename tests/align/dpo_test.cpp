@@ -7,12 +7,14 @@
 #include <nlohmann/json.hpp>
 
 #include <cmath>
+#include <random>
 
 #include "align/dpo.h"
 #include "align/pairs.h"
 #include "align/schedule.h"
 #include "align/sft.h"
 #include "llm/checkpoint.h"
+#include "llm/logprob.h"
 #include "llm/lora.h"
 #include "util/files.h"
 #include "util/runtime.h"
@@ -145,6 +147,39 @@ TEST(Sft, MatchesReference) {
   }
 }
 
+// bf16 compute on fp32 masters: updates far below a bf16 step (lr 1e-6, a few steps) accumulate in
+// the weights; bf16 weights would have kept almost none of them (w + d rounds back to w).
+TEST(Sft, Bf16ComputeKeepsUpdatesSmallerThanABf16Step) {
+  init_threads();
+  nlohmann::json g = golden();
+  llm::LlamaForCausalLM model = tinystories();
+  at::Tensor before = model->model->layer_list[0]->mlp->up_proj->weight.detach().clone();
+  std::vector<SftExample> examples;
+  for (const PreferencePair& p : golden_pairs(g)) examples.push_back({p.prompt, p.chosen});
+  SftConfig c;
+  c.lr = 1e-6;
+  c.batch_size = 2;
+  c.epochs = 2;
+  c.schedule = "constant";
+  c.warmup_ratio = 0;
+  c.dtype = "bf16";
+  SftResult r = train_sft(model, examples, c);
+  ASSERT_GT(r.steps.size(), 1u);
+  at::Tensor after = model->model->layer_list[0]->mlp->up_proj->weight.detach();
+  ASSERT_EQ(after.scalar_type(), at::kFloat);
+  at::Tensor delta = (after - before).abs();
+  // Half a bf16 step of each weight: 2^(exponent - 8).
+  at::Tensor half_step = at::pow(2.0, at::floor(at::log2(before.abs())) - 8);
+  const double changed = (delta > 0).to(at::kFloat).mean().item<double>();
+  const double kept_in_bf16 = ((before + (after - before)).to(at::kBFloat16).to(at::kFloat) != before.to(at::kBFloat16).to(at::kFloat))
+                                  .to(at::kFloat).mean().item<double>();
+  std::printf("  lr 1e-6, %zu steps: %.1f%% of up_proj weights moved (max |dw| %.2g, median half bf16 step %.2g); "
+              "bf16 weights would show %.1f%% of them changed\n",
+              r.steps.size(), 100 * changed, delta.max().item<double>(), half_step.median().item<double>(), 100 * kept_in_bf16);
+  EXPECT_GT(changed, 0.9);
+  EXPECT_LT(delta.max().item<double>(), half_step.median().item<double>());
+}
+
 TEST(Schedule, WarmupThenCosineLinearConstant) {
   LrSchedule s;
   s.base_lr = 1.0;
@@ -177,6 +212,39 @@ TEST(Pairs, BestAndWorstPerUserTiesSkipped) {
   EXPECT_EQ(select_pairs(r, 0.35).pairs.size(), 1u);  // margin filter: only user 1 (0.5 apart)
 }
 
+TEST(Pairs, AllTiedUsersAreCountedApartFromThoseBelowTheMargin) {
+  std::vector<RewardedResponse> r = {{1, 0, 0.5}, {1, 1, 0.5}, {1, 2, 0.5}, {1, 3, 0.5},  // all four tied
+                                     {2, 0, 0.40}, {2, 1, 0.45}, {3, 0, 0.1}, {3, 1, 0.9}};
+  PairSelection s = select_pairs(r);
+  EXPECT_EQ(s.all_tied, 1);
+  EXPECT_EQ(s.ties_skipped, 1);
+  EXPECT_EQ(s.pairs.size(), 2u);
+  s = select_pairs(r, 0.1);  // user 2's 0.05 is below the margin: skipped, but not "all tied"
+  EXPECT_EQ(s.all_tied, 1);
+  EXPECT_EQ(s.ties_skipped, 2);
+  ASSERT_EQ(s.pairs.size(), 1u);
+  EXPECT_EQ(s.pairs[0].user, 3);
+  // Every user tied: no pairs, and no error (the loop skips such a round with a warning).
+  s = select_pairs({{1, 0, 0.3}, {1, 1, 0.3}, {2, 0, 0.7}, {2, 1, 0.7}});
+  EXPECT_TRUE(s.pairs.empty());
+  EXPECT_EQ(s.all_tied, 2);
+}
+
+TEST(Dpo, TrainedParametersMustBeFp32Masters) {
+  llm::ModelOptions o;
+  o.dtype = at::kBFloat16;
+  llm::LlamaForCausalLM model = llm::load_model(shared_dir() / "models" / "tinystories-656k", o);
+  DpoConfig c;
+  c.finetune = "full";
+  PreferencePair p{0, {1, 80, 875}, {231, 401}, {152, 938}};
+  try {
+    train_dpo(model, {p}, c);
+    ADD_FAILURE() << "a bf16 full fine-tune should be refused";
+  } catch (const std::exception& e) {
+    EXPECT_NE(std::string(e.what()).find("fp32 masters"), std::string::npos) << e.what();
+  }
+}
+
 TEST(Pairs, ExportsParseBackInTrlAndLlamaFactoryLayouts) {
   fs::path dir = fresh_temp_dir("pairs_export");
   std::vector<PairText> pairs = {{"196", "sys", "Given a user...", "likes \"noir\"\nand dramas", "story", 0.6, 0.2}};
@@ -199,4 +267,96 @@ TEST(Pairs, ExportsParseBackInTrlAndLlamaFactoryLayouts) {
   ASSERT_EQ(rows.size(), 1u);
   EXPECT_EQ(rows[0]["instruction"], "Given a user...");
   EXPECT_EQ(rows[0]["rejected"], "story");
+}
+
+// Learning happens, and survives to the policy that generates the next round: on a planted
+// preference (the chosen answer opens with token A, the rejected one with token B, the rest shared)
+// DPO with a realistic small update (LoRA, lr 2e-4, bf16 compute on fp32 masters) raises the
+// implicit reward margin of HELD-OUT pairs (new prompts, new answers) above 0 for most of them, both
+// in memory and after the adapter's round trip through the loader generation uses
+// (llm::load_merged_policy). Merging the same adapter into bf16 weights (the loader before)
+// rounds most of the update away: printed beside it.
+TEST(Dpo, PlantedPreferenceGeneralisesToHeldOutPairsAfterTheRoundTrip) {
+  init_threads();
+  const int32_t kA = 1510, kB = 1511;
+  std::mt19937_64 rng(17);
+  std::uniform_int_distribution<int32_t> token(100, 1999);
+  auto make_pairs = [&](int n) {
+    std::vector<PreferencePair> out;
+    for (int i = 0; i < n; ++i) {
+      PreferencePair p;
+      p.prompt = {1};
+      for (int k = 0; k < 12; ++k) p.prompt.push_back(token(rng));
+      std::vector<int32_t> rest;
+      for (int k = 0; k < 10; ++k) rest.push_back(token(rng));
+      p.chosen = {kA};
+      p.rejected = {kB};
+      p.chosen.insert(p.chosen.end(), rest.begin(), rest.end());
+      p.rejected.insert(p.rejected.end(), rest.begin(), rest.end());
+      out.push_back(std::move(p));
+    }
+    return out;
+  };
+  const std::vector<PreferencePair> train = make_pairs(48), held_out = make_pairs(32);
+  const fs::path base_dir = shared_dir() / "models" / "tinystories-656k";
+  llm::LlamaForCausalLM model = tinystories();
+  llm::LoraConfig lora;
+  lora.r = 8;
+  lora.target_modules = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
+  lora.seed = 5;
+  llm::apply_lora(model, lora);
+  DpoConfig c;
+  c.beta = 0.1;
+  c.lr = 2e-4;
+  c.batch_size = 4;
+  c.grad_accum = 1;
+  c.epochs = 2;
+  c.warmup_ratio = 0;
+  c.dtype = "bf16";
+  train_dpo(model, train, c);
+  for (auto& [name, p] : llm::named_trainable_parameters(model)) ASSERT_EQ(p.scalar_type(), at::kFloat) << name;
+
+  // Held-out pair accuracy and mean implicit reward margin beta * (log-ratio chosen - log-ratio rejected).
+  auto held_out_margin = [&](llm::LlamaForCausalLM& policy, llm::LlamaForCausalLM& reference, double* accuracy) {
+    std::vector<double> pc, pr, rc, rr;
+    std::vector<std::vector<int32_t>> prompts, chosen, rejected;
+    for (const PreferencePair& p : held_out) {
+      prompts.push_back(p.prompt);
+      chosen.push_back(p.chosen);
+      rejected.push_back(p.rejected);
+    }
+    llm::pair_logprob_sums(policy, prompts, chosen, rejected, pc, pr);
+    llm::pair_logprob_sums(reference, prompts, chosen, rejected, rc, rr);
+    double mean = 0, right = 0;
+    for (size_t i = 0; i < held_out.size(); ++i) {
+      const double m = c.beta * ((pc[i] - rc[i]) - (pr[i] - rr[i]));
+      mean += m;
+      right += m > 0;
+    }
+    *accuracy = right / double(held_out.size());
+    return mean / double(held_out.size());
+  };
+  double acc_memory = 0, acc_fp32 = 0, acc_bf16 = 0, acc_old = 0;
+  llm::LlamaForCausalLM base32 = tinystories();
+  const double margin_memory = held_out_margin(model, base32, &acc_memory);
+  fs::path dir = fresh_temp_dir("dpo_planted");
+  llm::save_lora(model, lora, dir);
+  llm::ModelOptions fp32, bf16;
+  bf16.dtype = at::kBFloat16;
+  llm::LlamaForCausalLM gen32 = llm::load_merged_policy(base_dir, {dir}, fp32);
+  llm::LlamaForCausalLM gen16 = llm::load_merged_policy(base_dir, {dir}, bf16);
+  llm::LlamaForCausalLM base16 = llm::load_model(base_dir, bf16);
+  llm::LlamaForCausalLM old = llm::load_model(base_dir, bf16);
+  llm::load_lora(old, dir);
+  llm::merge_lora(old);
+  const double margin_fp32 = held_out_margin(gen32, base32, &acc_fp32);
+  const double margin_bf16 = held_out_margin(gen16, base16, &acc_bf16);
+  const double margin_old = held_out_margin(old, base16, &acc_old);
+  std::printf("  held-out pairs: in memory margin %+.4f acc %.2f; generating policy fp32 merge %+.4f acc %.2f; "
+              "fp32 merge then bf16 %+.4f acc %.2f; bf16 merge (before) %+.4f acc %.2f\n",
+              margin_memory, acc_memory, margin_fp32, acc_fp32, margin_bf16, acc_bf16, margin_old, acc_old);
+  EXPECT_GT(acc_memory, 0.9);
+  EXPECT_GT(margin_memory, 0.0);
+  EXPECT_GT(acc_fp32, 0.9);  // the bf16 merge loses half the margin and falls to ~0.6
+  EXPECT_NEAR(margin_fp32, margin_memory, 1e-3 * std::abs(margin_memory) + 1e-6);
 }

@@ -1,0 +1,88 @@
+// Rounds of the loop at their edges: a DPO round whose users' rewards all tie (here: no pair clears
+// [reward] min_margin) is skipped with a warning, not a failed run, and the next round generates
+// with the unchanged policy; evaluation reads each round's greedy responses ([eval] decode =
+// "greedy", the default), stored in the run store and found current by a second run.
+#include <gtest/gtest.h>
+
+#include <sys/wait.h>
+
+#include <cstdio>
+#include <nlohmann/json.hpp>
+
+#include "pipeline/run_config.h"
+#include "pipeline/run_context.h"
+#include "pipeline/run_store.h"
+#include "util/config.h"
+#include "util/files.h"
+#include "util/strings.h"
+
+using namespace rlrf;
+
+#ifndef RLRF_BIN
+#error "RLRF_BIN must name the rlrf binary"
+#endif
+
+namespace {
+
+std::pair<int, std::string> run_rlrf(const fs::path& config, const fs::path& log) {
+  std::string cmd = std::string(RLRF_BIN) + " run '" + config.string() + "' 2> '" + log.string() + "'";
+  int status = std::system(cmd.c_str());
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, read_file(log)};
+}
+
+}  // namespace
+
+TEST(RunRounds, AllTiedRoundIsSkippedAndEvaluationUsesGreedyResponses) {
+  if (shared_dir().empty()) GTEST_SKIP() << "no shared directory";
+  fs::path base = fresh_temp_dir("run_rounds"), dir = base / "run";
+  write_file_atomic(base / "run.toml",
+                    "[run]\ndir = \"" + dir.string() + "\"\nrounds = 1\nmax_users = 8\n"
+                    "[prepare]\ndataset = \"ml-100k\"\n"
+                    "[model]\npath = \"{shared}/models/tinystories-656k\"\nchat_template = \"none\"\n"
+                    "[generate]\nn = 3\nmax_new_tokens = 12\nbatch_size = 12\n"
+                    "[knowledge]\nencoder = \"hash\"\n"
+                    "[reward]\ntrain_knowledge = \"profile\"\nmin_margin = 10.0\n"  // no NDCG gap exceeds 10
+                    "[rerank]\nepochs = 1\npatience = 1\n"
+                    "[eval]\nmodels = [\"dlcm\"]\nseeds = [1]\nprofile_row = false\n");
+  auto [rc, log] = run_rlrf(base / "run.toml", base / "first.log");
+  ASSERT_EQ(rc, 0) << log;
+  EXPECT_NE(log.find("skipping this DPO round"), std::string::npos) << log;
+  EXPECT_TRUE(fs::exists(dir / "models" / "round1" / kSkippedRoundFile));
+  EXPECT_FALSE(fs::exists(dir / "models" / "round1" / "adapter"));
+
+  RunStore store(dir / "run.sqlite");
+  EXPECT_EQ(store.count_responses(1), 3 * 24);  // round 1 generated, from the unchanged policy
+  // One greedy response per user and round, under its own store round.
+  std::vector<StoredResponse> g0 = store.responses(greedy_store_round(0)), g1 = store.responses(greedy_store_round(1));
+  ASSERT_EQ(g0.size(), 24u);
+  ASSERT_EQ(g1.size(), 24u);
+  for (size_t i = 0; i < g0.size(); ++i) EXPECT_EQ(g0[i].ids, g1[i].ids) << "user " << g0[i].user;  // same policy
+  // Evaluation's knowledge file holds the greedy texts.
+  std::vector<std::string> lines = read_lines(dir / "knowledge" / "round1.jsonl");
+  ASSERT_FALSE(lines.empty());
+  nlohmann::json first = nlohmann::json::parse(lines[0]);
+  EXPECT_EQ(first["text"].get<std::string>(), g1[0].text);
+
+  auto [rc2, log2] = run_rlrf(base / "run.toml", base / "second.log");
+  ASSERT_EQ(rc2, 0) << log2;
+  EXPECT_NE(log2.find("greedy/1: current"), std::string::npos) << log2;
+  EXPECT_EQ(log2.find("new tokens in"), std::string::npos) << log2;
+}
+
+TEST(RunRounds, EvalDecodeRewardDtypeAndMinMarginAreChecked) {
+  auto error_of = [](const std::string& text) {
+    try {
+      RunConfig::from_file(ConfigFile::parse(text, "bad.toml"));
+    } catch (const std::exception& e) {
+      return std::string(e.what());
+    }
+    return std::string();
+  };
+  EXPECT_EQ(RunConfig::from_file(ConfigFile::parse("", "empty.toml")).eval.decode, "greedy");
+  EXPECT_EQ(RunConfig::from_file(ConfigFile::parse("", "empty.toml")).reward.dtype, "fp32");
+  EXPECT_EQ(RunConfig::from_file(ConfigFile::parse("", "empty.toml")).dpo.lora.dropout, 0.0);
+  EXPECT_EQ(RunConfig::from_file(ConfigFile::parse("[eval]\ndecode = \"mean\"\n", "m.toml")).eval.decode, "mean");
+  EXPECT_NE(error_of("[eval]\ndecode = \"median\"\n").find("decode"), std::string::npos);
+  EXPECT_NE(error_of("[reward]\ndtype = \"fp8\"\n").find("dtype"), std::string::npos);
+  EXPECT_NE(error_of("[reward]\nmin_margin = -1\n").find("min_margin"), std::string::npos);
+}
