@@ -125,25 +125,37 @@ int run(int argc, char** argv) {
   }
   const int workers = rlrf::rerank_jobs(cfg);
   rlrf::log_info("rerank: {} trainings, {} side by side", jobs.size(), workers);
-  rlrf::run_parallel(static_cast<int64_t>(jobs.size()), workers, [&](int64_t i) {
+  // Each training in a worker process of its own (rlrf::run_trainings says why not threads).
+  auto describe = [&](int64_t i) {
     const Job& job = jobs[static_cast<size_t>(i)];
-    rlrf::RerankConfig c = cfg;
-    c.model = job.model;
-    c.seed = job.seed;
-    const rlrf::KnowledgeVectors k = job.with ? kv : rlrf::KnowledgeVectors{};
-    auto t0 = std::chrono::steady_clock::now();
-    rlrf::Reranker r = rlrf::train_reranker(data, k, c);
-    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    rlrf::EvalResult e = rlrf::evaluate(r, data, k, rlrf::Split::kTest);
-    rlrf::RowResult& row = results.rows[job.row];
-    rlrf::log_info("rerank: {} / {} seed {}: test MAP@5 {:.4f} NDCG@5 {:.4f} (best epoch {} of {}, valid MAP@5 {:.4f}, {:.0f} s)",
-                   model_title(job.model), row.name, job.seed, e.mean.map_at(5), e.mean.ndcg_at(5), r.best_epoch,
-                   r.history.size(), r.best_valid_map5, secs);
-    if (save_models)
-      rlrf::save_reranker(r, out / "models" / fmt::format("{}-{}-seed{}.rrk", job.model, job.with ? "knowledge" : "base", job.seed));
-    const size_t slot = static_cast<size_t>(std::find(cfg.seeds.begin(), cfg.seeds.end(), job.seed) - cfg.seeds.begin());
-    row.seeds[slot] = rlrf::seed_result(e, job.seed, r, secs);
-  });
+    return fmt::format("{} / {} seed {}", model_title(job.model), results.rows[job.row].name, job.seed);
+  };
+  rlrf::run_trainings(
+      static_cast<int64_t>(jobs.size()), cfg,
+      [&](int64_t i) {
+        const Job& job = jobs[static_cast<size_t>(i)];
+        rlrf::RerankConfig c = cfg;
+        c.model = job.model;
+        c.seed = job.seed;
+        const rlrf::KnowledgeVectors k = job.with ? kv : rlrf::KnowledgeVectors{};
+        auto t0 = std::chrono::steady_clock::now();
+        rlrf::Reranker r = rlrf::train_reranker(data, k, c);
+        const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        rlrf::EvalResult e = rlrf::evaluate(r, data, k, rlrf::Split::kTest);
+        if (save_models)
+          rlrf::save_reranker(r, out / "models" / fmt::format("{}-{}-seed{}.rrk", job.model, job.with ? "knowledge" : "base", job.seed));
+        return rlrf::seed_result_to_json(rlrf::seed_result(e, job.seed, r, secs));
+      },
+      [&](int64_t i, const std::string& result) {
+        const Job& job = jobs[static_cast<size_t>(i)];
+        rlrf::SeedResult s = rlrf::seed_result_from_json(result, describe(i));
+        rlrf::log_info("rerank: {}: test MAP@5 {:.4f} NDCG@5 {:.4f} (best epoch {} of {}, valid MAP@5 {:.4f}, {:.0f} s)",
+                       describe(i), s.test.map_at(5), s.test.ndcg_at(5), s.best_epoch, s.epochs_run, s.best_valid_map5,
+                       s.train_seconds);
+        const size_t slot = static_cast<size_t>(std::find(cfg.seeds.begin(), cfg.seeds.end(), job.seed) - cfg.seeds.begin());
+        results.rows[job.row].seeds[slot] = std::move(s);
+      },
+      describe);
 
   std::printf("%s: %s setting, test users (%zu lists); mean ± std over seeds %s\n\n%s\n", data.dataset.name.c_str(),
               data.config.setting.c_str(), test_lists.size(), seeds_text.empty() ? "1,2,3" : seeds_text.c_str(),

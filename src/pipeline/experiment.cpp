@@ -220,6 +220,19 @@ ExperimentResults experiment_from_json(const nlohmann::json& j, const std::strin
   }
 }
 
+std::string seed_result_to_json(const SeedResult& s) {
+  ExperimentResults one;
+  one.rows.push_back({"x", "x", {s}});
+  return to_json(one)["rows"][0]["seeds"][0].dump();
+}
+
+SeedResult seed_result_from_json(const std::string& text, const std::string& where) {
+  nlohmann::json j = nlohmann::json::parse(text, nullptr, false);
+  RLRF_CHECK(!j.is_discarded(), "{}: a seed result that is not JSON", where);
+  nlohmann::json doc = {{"format", "rlrf-experiment-1"}, {"rows", {{{"name", "x"}, {"model", "x"}, {"seeds", {j}}}}}};
+  return experiment_from_json(doc, where).rows[0].seeds[0];
+}
+
 void save_experiment(const ExperimentResults& r, const std::filesystem::path& path) {
   write_file_atomic(path, to_json(r).dump() + "\n");
 }

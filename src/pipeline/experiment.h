@@ -68,6 +68,9 @@ double sign_test_p_value(int64_t plus, int64_t minus);
 
 nlohmann::json to_json(const ExperimentResults& r);
 ExperimentResults experiment_from_json(const nlohmann::json& j, const std::string& where);
+// One seed's result alone (what a worker process hands back, what the run store keeps per training).
+std::string seed_result_to_json(const SeedResult& s);
+SeedResult seed_result_from_json(const std::string& text, const std::string& where);
 void save_experiment(const ExperimentResults& r, const std::filesystem::path& path);
 ExperimentResults load_experiment(const std::filesystem::path& path);
 

@@ -4,9 +4,7 @@
 // resumed run redoes only what is missing.
 #include <fmt/format.h>
 
-#include <atomic>
 #include <chrono>
-#include <mutex>
 #include <nlohmann/json.hpp>
 
 #include "knowledge/knowledge.h"
@@ -21,10 +19,10 @@
 
 namespace rlrf {
 
-// The knowledge file of round r: {"user": raw id, "text": sample-0 response} per participating user.
+// The knowledge file of round r: {"user": raw id, "text": its evaluation text ([eval] decode)} per participating user.
 static std::filesystem::path write_round_knowledge(RunContext& ctx, int round) {
   std::filesystem::path path = ctx.dir / "knowledge" / fmt::format("round{}.jsonl", round);
-  std::vector<std::string> texts = round_knowledge_texts(ctx, round);
+  std::vector<std::string> texts = eval_knowledge_texts(ctx, round);
   std::string out;
   for (int32_t u : ctx.users) {
     nlohmann::json row = {{"user", ctx.data.dataset.users[static_cast<size_t>(u)].raw_id}, {"text", texts[static_cast<size_t>(u)]}};
@@ -32,17 +30,6 @@ static std::filesystem::path write_round_knowledge(RunContext& ctx, int round) {
   }
   write_file_atomic(path, out);
   return path;
-}
-
-static nlohmann::json seed_json(const SeedResult& s) {
-  ExperimentResults one;
-  one.rows.push_back({"x", "x", {s}});
-  return to_json(one)["rows"][0]["seeds"][0];
-}
-
-static SeedResult seed_from_json(const nlohmann::json& j) {
-  nlohmann::json doc = {{"format", "rlrf-experiment-1"}, {"rows", {{{"name", "x"}, {"model", "x"}, {"seeds", {j}}}}}};
-  return experiment_from_json(doc, "run store").rows[0].seeds[0];
 }
 
 std::filesystem::path results_path(const RunContext& ctx, const std::string& setting) {
@@ -56,6 +43,7 @@ struct KnowledgeRow {
   std::string name;
   KnowledgeSource source;
   std::string key;  // what the knowledge depends on (with the data's fingerprint, a store key)
+  int round = -1;   // the policy round whose responses these are (-1: not the LLM's)
 };
 
 // One table: a list setting's prepared data, its results and its rows' knowledge vectors.
@@ -86,7 +74,7 @@ std::vector<KnowledgeRow> knowledge_rows(RunContext& ctx) {
     if (ctx.store->count_responses(r) == 0) continue;
     std::filesystem::path file = write_round_knowledge(ctx, r);
     std::string name = r == 0 ? (c.sft.enabled ? "KAR (SFT LLM, before DPO)" : "KAR (LLM before DPO)") : fmt::format("RLRF4Rec round {}", r);
-    rows.push_back({name, source("file:" + file.string()), fingerprint({"round", generate_fingerprint(ctx, r)})});
+    rows.push_back({name, source("file:" + file.string()), eval_knowledge_fingerprint(ctx, r), r});
   }
   return rows;
 }
@@ -127,6 +115,8 @@ void stage_evaluate(RunContext& ctx) {
                                             "max_users=" + std::to_string(c.run.max_users)});
     for (const KnowledgeRow& row : rows) {
       table.kvs.push_back(build_knowledge_vectors(data, row.source, *ctx.encoder));
+      if (row.round >= 0 && c.eval.decode == "mean")
+        table.kvs.back().user = eval_mean_user_vectors(ctx, data, row.round, table.kvs.back().user);
       const std::string row_fp = fingerprint({common, row.key});
       for (const std::string& model : table.models) {
         table.results.rows.push_back({row.name, model, std::vector<SeedResult>(c.eval.seeds.size())});
@@ -134,7 +124,7 @@ void stage_evaluate(RunContext& ctx) {
           Job job{t, table.results.rows.size() - 1, i, table.kvs.size() - 1, model,
                   fmt::format("eval/{}/{}/{}", row_fp, model, c.eval.seeds[i]), c.eval.seeds[i]};
           if (auto doc = ctx.store->doc(job.key)) {
-            table.results.rows.back().seeds[i] = seed_from_json(nlohmann::json::parse(*doc));
+            table.results.rows.back().seeds[i] = seed_result_from_json(*doc, "run store " + job.key);
             ++cached;
           } else {
             jobs.push_back(std::move(job));
@@ -146,27 +136,43 @@ void stage_evaluate(RunContext& ctx) {
   const int workers = rerank_jobs(c.rerank);
   log_info("evaluate: {} trainings on {} list setting(s) ({} done before), {} side by side", jobs.size() + cached,
            tables.size(), cached, workers);
-  std::mutex mu;
-  std::atomic<int> done{0};
-  run_parallel(static_cast<int64_t>(jobs.size()), workers, [&](int64_t j) {
+  // Each training runs in a worker process (run_trainings: bf16 trainings in two threads of one
+  // process crash libtorch 1.13's oneDNN); the result comes back as JSON and is stored here.
+  auto describe = [&](int64_t j) {
     const Job& job = jobs[static_cast<size_t>(j)];
-    Table& table = tables[job.table];
-    RowResult& rr = table.results.rows[job.result_row];
-    RerankConfig rc = c.rerank;
-    rc.model = job.model;
-    rc.seed = job.seed;
-    auto t0 = std::chrono::steady_clock::now();
-    Reranker r = train_reranker(*table.data, table.kvs[job.knowledge], rc);
-    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    EvalResult e = evaluate(r, *table.data, table.kvs[job.knowledge], Split::kTest);
-    SeedResult s = seed_result(e, job.seed, r, secs);
-    std::lock_guard<std::mutex> lock(mu);
-    ctx.store->put_doc(job.key, seed_json(s).dump());
-    log_info("evaluate [{}/{}]: {} lists / {} / {} / seed {}: test MAP@5 {:.4f} NDCG@5 {:.4f} (best epoch {} of {}, valid MAP@5 {:.4f}, {:.0f} s)",
-             ++done, jobs.size(), table.results.setting, rr.name, job.model, job.seed, e.mean.map_at(5), e.mean.ndcg_at(5),
-             r.best_epoch, r.history.size(), r.best_valid_map5, secs);
-    rr.seeds[job.slot] = std::move(s);
-  });
+    const Table& table = tables[job.table];
+    return fmt::format("{} lists / {} / {} / seed {}", table.results.setting, table.results.rows[job.result_row].name,
+                       job.model, job.seed);
+  };
+  int done = 0;
+  run_trainings(
+      static_cast<int64_t>(jobs.size()), c.rerank,
+      [&](int64_t j) {
+        const Job& job = jobs[static_cast<size_t>(j)];
+        const Table& table = tables[job.table];
+        RerankConfig rc = c.rerank;
+        rc.model = job.model;
+        rc.seed = job.seed;
+        try {
+          auto t0 = std::chrono::steady_clock::now();
+          Reranker r = train_reranker(*table.data, table.kvs[job.knowledge], rc);
+          const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+          EvalResult e = evaluate(r, *table.data, table.kvs[job.knowledge], Split::kTest);
+          return seed_result_to_json(seed_result(e, job.seed, r, secs));
+        } catch (const std::exception& ex) {
+          fail("{}: {}", describe(j), ex.what());
+        }
+      },
+      [&](int64_t j, const std::string& result) {
+        const Job& job = jobs[static_cast<size_t>(j)];
+        ctx.store->put_doc(job.key, result);
+        SeedResult s = seed_result_from_json(result, describe(j));
+        log_info("evaluate [{}/{}]: {}: test MAP@5 {:.4f} NDCG@5 {:.4f} (best epoch {} of {}, valid MAP@5 {:.4f}, {:.0f} s)",
+                 ++done, jobs.size(), describe(j), s.test.map_at(5), s.test.ndcg_at(5), s.best_epoch, s.epochs_run,
+                 s.best_valid_map5, s.train_seconds);
+        tables[job.table].results.rows[job.result_row].seeds[job.slot] = std::move(s);
+      },
+      describe);
   for (const Table& table : tables) {
     save_experiment(table.results, table.out);
     log_info("evaluate: {} lists: results in {}\n{}", table.results.setting, table.out.string(), markdown_table(table.results, {5}));

@@ -318,6 +318,12 @@ int rerank_jobs(const RerankConfig& config) {
   return resolve_device(config.device) == "cpu" ? machine_threads() : 1;
 }
 
+void run_trainings(int64_t n, const RerankConfig& config, const std::function<std::string(int64_t)>& job,
+                   const std::function<void(int64_t, const std::string&)>& done,
+                   const std::function<std::string(int64_t)>& name) {
+  run_isolated(n, rerank_jobs(config), job, done, name);
+}
+
 void fit(Reranker& r, const PreparedData& data, const KnowledgeVectors& kv, const RerankConfig& cfg) {
   ScopedThreads threads(pass_threads(r));
   const torch::Device dev(r.device);

@@ -13,6 +13,7 @@
 #include <ATen/core/Tensor.h>
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -106,6 +107,14 @@ void fit(Reranker& r, const PreparedData& data, const KnowledgeVectors& kv, cons
 
 // How many trainings of `config` to run side by side (RerankConfig::jobs resolved).
 int rerank_jobs(const RerankConfig& config);
+
+// Runs n trainings (job(i) returns a result as text, done(i, result) takes it on the calling thread)
+// rerank_jobs(config) at a time, each in a worker process of its own: util/runtime.h run_isolated
+// says why not threads (bf16 trainings side by side crash libtorch 1.13's oneDNN). The evaluation
+// stage and `rlrf rerank` schedule their trainings through this.
+void run_trainings(int64_t n, const RerankConfig& config, const std::function<std::string(int64_t)>& job,
+                   const std::function<void(int64_t, const std::string&)>& done,
+                   const std::function<std::string(int64_t)>& name = nullptr);
 
 // Indices into data.lists of one split.
 std::vector<int64_t> lists_of_split(const PreparedData& data, Split split);

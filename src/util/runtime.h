@@ -33,11 +33,29 @@ class ScopedThreads {
   int before_;
 };
 
-// Runs job(0) .. job(n - 1) on `workers` threads (<= 0: the machine's threads), each job with one
+// Runs job(0) .. job(n - 1) on `workers` threads (for work that runs no libtorch ops side by side:
+// see run_isolated) (<= 0: the machine's threads), each job with one
 // intra-op thread. The first exception (in job order) is rethrown once every job has stopped; jobs
 // not yet started when one fails are skipped. With one worker the jobs run in order on the calling
 // thread.
 void run_parallel(int64_t n, int workers, const std::function<void(int64_t)>& job);
+
+// Runs job(0) .. job(n - 1), `workers` at a time (<= 0: the machine's threads), each in a child
+// process of its own with one intra-op thread, and hands each job's result to done(i, result) in
+// this process as the jobs finish (in completion order; done runs on the calling thread, so it may
+// write to a store or a table without locks). A job that throws, or a child that dies (a signal, an
+// exit), stops the launching of further jobs; those running finish and are handed to done, then an
+// Error names the job and what happened. With one worker the jobs run in order in this process.
+//
+// Why processes and not threads: libtorch 1.13 with oneDNN 2.6 (Debian 12's) corrupts memory when
+// two threads of one process create bf16 matmul primitives while oneDNN's primitive cache is full
+// and evicting (trainings with many shapes, in a process whose earlier stages filled the cache):
+// std::bad_array_new_length or a segfault inside oneDNN's brgemm kernel creation, reproduced by
+// tests/rerank/side_by_side_test.cpp. Processes share no cache, so they cannot race in it.
+// `name(i)` says what job i is in errors (default: "job i").
+void run_isolated(int64_t n, int workers, const std::function<std::string(int64_t)>& job,
+                  const std::function<void(int64_t, const std::string&)>& done,
+                  const std::function<std::string(int64_t)>& name = nullptr);
 
 // "cpu", "cuda", "cuda:1" or "auto" (cuda when libtorch has it and a GPU is visible, else cpu).
 // Throws Error naming the choice when cuda is asked for and not available.
