@@ -11,6 +11,7 @@
 
 #include "llm/safetensors.h"
 #include "util/error.h"
+#include "util/json_reader.h"
 #include "util/files.h"
 #include "util/log.h"
 
@@ -19,30 +20,6 @@ namespace rlrf::bert {
 namespace {
 
 using json = nlohmann::json;
-
-struct Reader {
-  const json& j;
-  const std::string& where;
-  bool has(const char* key) const { return j.contains(key) && !j[key].is_null(); }
-  int64_t get_int(const char* key, int64_t fallback, bool required = false) const {
-    if (!has(key)) {
-      RLRF_CHECK(!required, "{}: required key \"{}\" is missing", where, key);
-      return fallback;
-    }
-    RLRF_CHECK(j[key].is_number_integer(), "{}: \"{}\" should be an integer, got {}", where, key, j[key].dump());
-    return j[key].get<int64_t>();
-  }
-  double get_double(const char* key, double fallback) const {
-    if (!has(key)) return fallback;
-    RLRF_CHECK(j[key].is_number(), "{}: \"{}\" should be a number, got {}", where, key, j[key].dump());
-    return j[key].get<double>();
-  }
-  std::string get_string(const char* key, const std::string& fallback) const {
-    if (!has(key)) return fallback;
-    RLRF_CHECK(j[key].is_string(), "{}: \"{}\" should be a string, got {}", where, key, j[key].dump());
-    return j[key].get<std::string>();
-  }
-};
 
 at::Tensor activation(const at::Tensor& x, const std::string& act) {
   if (act == "gelu") return at::gelu(x);
@@ -71,7 +48,7 @@ BertConfig BertConfig::parse(const std::string& text, const std::string& where) 
     fail("{}: not valid JSON: {}", where, e.what());
   }
   RLRF_CHECK(j.is_object(), "{}: expected a JSON object", where);
-  Reader r{j, where};
+  JsonReader r{j, where};
   BertConfig c;
   c.model_type = r.get_string("model_type", "");
   if (c.model_type.empty() && j.contains("architectures") && j["architectures"].is_array() && !j["architectures"].empty()) {

@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include "util/error.h"
+#include "util/json_reader.h"
 #include "util/files.h"
 
 namespace rlrf::llm {
@@ -11,37 +12,6 @@ namespace rlrf::llm {
 namespace {
 
 using json = nlohmann::json;
-
-struct Reader {
-  const json& j;
-  const std::string& where;
-
-  bool has(const char* key) const { return j.contains(key) && !j[key].is_null(); }
-
-  int64_t get_int(const char* key, int64_t fallback, bool required = false) const {
-    if (!has(key)) {
-      RLRF_CHECK(!required, "{}: required key \"{}\" is missing", where, key);
-      return fallback;
-    }
-    RLRF_CHECK(j[key].is_number_integer(), "{}: \"{}\" should be an integer, got {}", where, key, j[key].dump());
-    return j[key].get<int64_t>();
-  }
-  double get_double(const char* key, double fallback) const {
-    if (!has(key)) return fallback;
-    RLRF_CHECK(j[key].is_number(), "{}: \"{}\" should be a number, got {}", where, key, j[key].dump());
-    return j[key].get<double>();
-  }
-  bool get_bool(const char* key, bool fallback) const {
-    if (!has(key)) return fallback;
-    RLRF_CHECK(j[key].is_boolean(), "{}: \"{}\" should be true or false, got {}", where, key, j[key].dump());
-    return j[key].get<bool>();
-  }
-  std::string get_string(const char* key, const std::string& fallback) const {
-    if (!has(key)) return fallback;
-    RLRF_CHECK(j[key].is_string(), "{}: \"{}\" should be a string, got {}", where, key, j[key].dump());
-    return j[key].get<std::string>();
-  }
-};
 
 const char* kSupported = "LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM";
 
@@ -67,7 +37,7 @@ ModelConfig ModelConfig::parse(const std::string& text, const std::string& where
     fail("{}: not valid JSON: {}", where, e.what());
   }
   RLRF_CHECK(j.is_object(), "{}: config.json should hold a JSON object", where);
-  Reader r{j, where};
+  JsonReader r{j, where};
   ModelConfig c;
   c.source_json = text;
 
@@ -137,7 +107,7 @@ ModelConfig ModelConfig::parse(const std::string& text, const std::string& where
   if (r.has("rope_scaling")) {
     const json& s = j["rope_scaling"];
     RLRF_CHECK(s.is_object(), "{}: \"rope_scaling\" should be an object or null", where);
-    Reader rs{s, where};
+    JsonReader rs{s, where};
     std::string type = rs.get_string("rope_type", rs.get_string("type", "default"));
     if (type == "default") {
       c.rope_scaling.type = "none";

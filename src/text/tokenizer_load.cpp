@@ -7,6 +7,7 @@
 
 #include "text/chat_template.h"
 #include "text/tokenizer_impl.h"
+#include "text/tokenizer_json.h"
 #include "text/unicode.h"
 #include "util/error.h"
 #include "util/files.h"
@@ -213,25 +214,9 @@ class TokenizerJsonReader {
   std::vector<std::string> pair_;
 };
 
-struct Loader {
-  fs::path file;
+struct Loader : TokenizerJsonFile {
   Tokenizer::Impl& impl;
   RawModel raw;
-
-  [[noreturn]] void refuse(std::string_view component, std::string_view type, std::string_view supported) const {
-    fail("{}: unsupported {} '{}' (this tokenizer implements {}); refusing rather than tokenizing wrongly",
-         file.string(), component, type, supported);
-  }
-  [[noreturn]] void bad(std::string_view what) const { fail("{}: malformed tokenizer.json: {}", file.string(), what); }
-
-  static std::string type_of(const json& j) {
-    auto it = j.find("type");
-    return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
-  }
-  static bool flag(const json& j, const char* key, bool fallback) {
-    auto it = j.find(key);
-    return it != j.end() && it->is_boolean() ? it->get<bool>() : fallback;
-  }
 
   // {"String": "x"} or {"Regex": "..."}: fills literal or regex.
   void pattern(const json& p, std::string_view where, std::string& literal, std::shared_ptr<Regex>& regex) const {
@@ -530,7 +515,7 @@ Tokenizer Tokenizer::load(const fs::path& path) {
     fail("no tokenizer at '{}' (give a tokenizer.json or a directory holding one)", path.string());
   auto impl = std::make_shared<Impl>();
   impl->file = file;
-  Loader loader{file, *impl, {}};
+  Loader loader{{file, "this tokenizer"}, *impl, {}};
   try {
     json j = parse_tokenizer_json(file, loader.raw);
     if (!j.is_object() || !j.contains("model")) loader.bad("no 'model' object at the top level");

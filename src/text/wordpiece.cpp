@@ -10,6 +10,7 @@
 
 #include "text/string_id_map.h"
 #include "text/tokenizer_impl.h"
+#include "text/tokenizer_json.h"
 #include "text/unicode.h"
 #include "util/error.h"
 #include "util/files.h"
@@ -517,24 +518,8 @@ const fs::path& WordPieceTokenizer::file() const { return impl_->file; }
 
 namespace {
 
-struct WpLoader {
-  fs::path file;
+struct WpLoader : TokenizerJsonFile {
   WordPieceTokenizer::Impl& impl;
-
-  [[noreturn]] void refuse(std::string_view component, std::string_view type, std::string_view supported) const {
-    fail("{}: unsupported {} '{}' (the WordPiece tokenizer implements {}); refusing rather than tokenizing wrongly",
-         file.string(), component, type, supported);
-  }
-  [[noreturn]] void bad(std::string_view what) const { fail("{}: malformed tokenizer.json: {}", file.string(), what); }
-
-  static std::string type_of(const json& j) {
-    auto it = j.find("type");
-    return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
-  }
-  static bool flag(const json& j, const char* key, bool fallback) {
-    auto it = j.find(key);
-    return it != j.end() && it->is_boolean() ? it->get<bool>() : fallback;
-  }
 
   void model(const json& m) {
     std::string type = type_of(m);
@@ -710,7 +695,7 @@ WordPieceTokenizer WordPieceTokenizer::load(const fs::path& path) {
     fail("no tokenizer at '{}' (give a tokenizer.json or a directory holding one)", path.string());
   auto impl = std::make_shared<Impl>();
   impl->file = file;
-  WpLoader loader{file, *impl};
+  WpLoader loader{{file, "the WordPiece tokenizer"}, *impl};
   json j = parse_json(file);
   try {
     if (!j.is_object() || !j.contains("model")) loader.bad("no 'model' object at the top level");
