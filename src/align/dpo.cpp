@@ -35,6 +35,9 @@ void DpoConfig::read(const ConfigSection& s) {
   s.read("pack_pairs", pack_pairs);
   s.read("dtype", dtype);
   s.read("threads", threads);
+  s.read("heldout_fraction", heldout_fraction);
+  RLRF_CHECK(heldout_fraction >= 0 && heldout_fraction < 1, "{}: heldout_fraction must be in [0, 1), got {}", s.where(),
+             heldout_fraction);
   int64_t seed_value = static_cast<int64_t>(seed);
   s.read("seed", seed_value);
   seed = static_cast<uint64_t>(seed_value);
@@ -81,6 +84,37 @@ void reference_logprobs(llm::LlamaForCausalLM& model, const std::vector<Preferen
     throw;
   }
   if (lora) llm::set_lora_enabled(model, true);
+}
+
+PreferenceMetrics preference_metrics(llm::LlamaForCausalLM& model, const std::vector<PreferencePair>& pairs, double beta,
+                                     llm::LlamaForCausalLM* reference, int64_t batch_size) {
+  PreferenceMetrics m;
+  if (pairs.empty()) return m;
+  RLRF_CHECK(reference || llm::has_lora(model), "preference_metrics: no reference model and no adapters to turn off");
+  std::vector<std::vector<int32_t>> prompts, chosen, rejected;
+  for (const PreferencePair& p : pairs) {
+    prompts.push_back(p.prompt);
+    chosen.push_back(p.chosen);
+    rejected.push_back(p.rejected);
+  }
+  std::vector<double> pc, pr, rc, rr;
+  llm::pair_logprob_sums(model, prompts, chosen, rejected, pc, pr, batch_size);
+  if (reference) llm::pair_logprob_sums(*reference, prompts, chosen, rejected, rc, rr, batch_size);
+  else reference_logprobs(model, pairs, rc, rr, batch_size, true);
+  m.pairs = static_cast<int64_t>(pairs.size());
+  for (size_t i = 0; i < pairs.size(); ++i) {
+    const double lc = pc[i] - rc[i], lr = pr[i] - rr[i];
+    m.chosen_logratio += lc;
+    m.rejected_logratio += lr;
+    m.margin += beta * (lc - lr);
+    m.accuracy += (lc - lr) > 0;
+  }
+  const double n = static_cast<double>(pairs.size());
+  m.accuracy /= n;
+  m.margin /= n;
+  m.chosen_logratio /= n;
+  m.rejected_logratio /= n;
+  return m;
 }
 
 DpoResult train_dpo(llm::LlamaForCausalLM& model, const std::vector<PreferencePair>& pairs, const DpoConfig& config,

@@ -39,6 +39,9 @@ struct DpoConfig {
   // (align/policy_optimizer.h); the loaders (`rlrf run`, `rlrf dpo`) load the policy in fp32.
   std::string dtype;
   int threads = 0;                // intra-op threads while training; 0: llm::training_threads
+  // Share of a round's pairs held out of training (seeded by the round): the report shows the
+  // trained policy's pair accuracy and implicit reward margin on them. 0: none held out.
+  double heldout_fraction = 0.1;
   void read(const ConfigSection& s);
 };
 
@@ -80,6 +83,20 @@ struct DpoResult {
 void reference_logprobs(llm::LlamaForCausalLM& model, const std::vector<PreferencePair>& pairs,
                         std::vector<double>& ref_chosen, std::vector<double>& ref_rejected, int64_t batch_size = 8,
                         bool pack = true);
+
+// How a policy orders pairs it may not have trained on, against a reference:
+// log-ratio = log pi(y|x) - log ref(y|x) summed over response tokens.
+struct PreferenceMetrics {
+  int64_t pairs = 0;
+  double accuracy = 0;           // share of pairs with margin > 0
+  double margin = 0;             // mean beta * (log-ratio chosen - log-ratio rejected)
+  double chosen_logratio = 0;    // mean log-ratio of chosen responses
+  double rejected_logratio = 0;  // mean log-ratio of rejected responses
+};
+// The policy is `model` as it is (adapters on); the reference is `reference` when given, else
+// `model` with its adapters off (the DPO reference of a LoRA round).
+PreferenceMetrics preference_metrics(llm::LlamaForCausalLM& model, const std::vector<PreferencePair>& pairs, double beta,
+                                     llm::LlamaForCausalLM* reference = nullptr, int64_t batch_size = 8);
 
 // Trains the policy in place. With finetune = "lora" the model must already carry adapters
 // (apply_lora); with "full" every weight is trained. `on_step` sees every optimizer step.

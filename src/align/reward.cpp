@@ -17,19 +17,21 @@ void RewardConfig::read(const ConfigSection& s) {
   s.read("train_knowledge", train_knowledge);
   s.read("dtype", dtype);
   s.read("min_margin", min_margin);
+  s.read("folds", folds);
+  RLRF_CHECK(folds >= 1 && folds <= 50, "{}: folds must be in 1..50, got {}", s.where(), folds);
   RLRF_CHECK(dtype == "fp32" || dtype == "bf16", "{}: dtype must be fp32 or bf16, got \"{}\"", s.where(), dtype);
   RLRF_CHECK(min_margin >= 0, "{}: min_margin must be >= 0, got {}", s.where(), min_margin);
   RLRF_CHECK(model == "dlcm" || model == "prm", "{}: model must be dlcm or prm, got \"{}\"", s.where(), model);
-  RLRF_CHECK(metric == "ndcg" || metric == "map", "{}: metric must be ndcg or map, got \"{}\"", s.where(), metric);
+  RLRF_CHECK(metric == "ndcg" || metric == "map" || metric == "margin", "{}: metric must be ndcg, map or margin, got \"{}\"",
+             s.where(), metric);
   metric_k_index(k);
-  RLRF_CHECK(train_knowledge == "sample0" || train_knowledge == "profile",
-             "{}: train_knowledge must be sample0 or profile, got \"{}\"", s.where(), train_knowledge);
+  RLRF_CHECK(train_knowledge == "sample0" || train_knowledge == "profile" || train_knowledge == "card",
+             "{}: train_knowledge must be sample0, profile or card, got \"{}\"", s.where(), train_knowledge);
 }
 
-RewardModel train_reward_model(const PreparedData& data, const std::vector<std::string>& knowledge_texts,
-                               const RewardConfig& config, RerankConfig rerank, TextEncoder& encoder,
-                               const std::filesystem::path& cache_dir, bool user_history,
-                               const std::string& item_knowledge) {
+RewardModel train_reward_model_inputs(const PreparedData& data, const std::vector<std::string>& knowledge_texts,
+                                      TextEncoder& encoder, const std::filesystem::path& cache_dir, bool user_history,
+                                      const std::string& item_knowledge) {
   RLRF_CHECK(knowledge_texts.size() == data.sequences.size(), "reward model: {} knowledge texts for {} users",
              knowledge_texts.size(), data.sequences.size());
   std::vector<int32_t> users(data.sequences.size());
@@ -41,6 +43,14 @@ RewardModel train_reward_model(const PreparedData& data, const std::vector<std::
   item_source.cache_dir = cache_dir;
   out.kv = build_knowledge_vectors(data, item_source, encoder);
   out.kv.user = encode_user_knowledge(data, users, knowledge_texts, encoder, cache_dir, user_history);
+  return out;
+}
+
+RewardModel train_reward_model(const PreparedData& data, const std::vector<std::string>& knowledge_texts,
+                               const RewardConfig& config, RerankConfig rerank, TextEncoder& encoder,
+                               const std::filesystem::path& cache_dir, bool user_history,
+                               const std::string& item_knowledge) {
+  RewardModel out = train_reward_model_inputs(data, knowledge_texts, encoder, cache_dir, user_history, item_knowledge);
   rerank.model = config.model;
   out.reranker = train_reranker(data, out.kv, rerank);
   return out;
@@ -55,8 +65,8 @@ std::vector<double> score_responses(const RewardModel& model, const PreparedData
   texts.reserve(responses.size());
   for (const UserResponse& r : responses) {
     RLRF_CHECK(r.user >= 0 && static_cast<size_t>(r.user) < data.sequences.size(), "reward: user index {} out of range", r.user);
-    RLRF_CHECK(data.sequences[static_cast<size_t>(r.user)].split == Split::kTrain,
-               "reward: user '{}' is not a training user; only training users feed rewards",
+    RLRF_CHECK(data.sequences[static_cast<size_t>(r.user)].split != Split::kTest,
+               "reward: user '{}' is a test user; test users never feed a reward",
                data.dataset.users[static_cast<size_t>(r.user)].raw_id);
     users.push_back(r.user);
     texts.push_back(r.text);

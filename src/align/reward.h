@@ -17,13 +17,19 @@ class TextEncoder;
 
 struct RewardConfig {
   std::string model = "dlcm";  // the reward model: dlcm | prm
-  std::string metric = "ndcg";  // ndcg | map
+  std::string metric = "ndcg";  // ndcg | map (at k, the paper's) | margin (rerank/reranker.h RewardOptions)
   int k = 5;
   // Knowledge the reward model trains with, per user: "profile" (the profile summaries: one reward
   // model, trained before the loop and fixed across rounds, as the paper's Algorithm 1 takes a
   // pre-trained recommender) or "sample0" (each user's first response of the round, a new model
   // per round; sample 0 is then left out of that round's pairs, since the model has fitted it).
+  // "card" (knowledge cards, knowledge/card.h): like profile, a fixed model trained before the loop.
   std::string train_knowledge = "sample0";
+  // Cross-fitting: training users are split into `folds` folds; fold k's responses are scored by a
+  // reward model trained without fold k's lists, so no reward comes from a model that fitted that
+  // user. 1: one model trained on every training user scores them all (in-sample rewards).
+  // Validation users' responses are scored too (reported, never paired).
+  int folds = 5;
   // Precision of the reranker's forward when it scores responses: "fp32" (default), or "bf16" as
   // it may have been trained ([rerank] dtype). bf16 coarsens the small differences between one
   // user's N responses into ties (measured in the README).
@@ -47,13 +53,18 @@ struct RewardModel {
   Reranker reranker;
   KnowledgeVectors kv;
 };
+// The knowledge vectors a reward model trains with (items, and users from `knowledge_texts`),
+// without training it.
+RewardModel train_reward_model_inputs(const PreparedData& data, const std::vector<std::string>& knowledge_texts,
+                                      TextEncoder& encoder, const std::filesystem::path& cache_dir, bool user_history,
+                                      const std::string& item_knowledge);
 RewardModel train_reward_model(const PreparedData& data, const std::vector<std::string>& knowledge_texts,
                                const RewardConfig& config, RerankConfig rerank, TextEncoder& encoder,
                                const std::filesystem::path& cache_dir, bool user_history,
                                const std::string& item_knowledge);
 
-// Rewards of responses of TRAIN users (others are refused: test users never feed a reward), the
-// reranker run in `config.dtype`.
+// Rewards of responses of training or validation users (test users are refused: they never feed a
+// reward), the reranker run in `config.dtype`.
 std::vector<double> score_responses(const RewardModel& model, const PreparedData& data,
                                     const std::vector<UserResponse>& responses, const RewardConfig& config,
                                     TextEncoder& encoder, const std::filesystem::path& cache_dir, bool user_history);

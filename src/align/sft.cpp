@@ -22,6 +22,7 @@ namespace rlrf {
 void SftConfig::read(const ConfigSection& s) {
   s.read("enabled", enabled);
   s.read("targets", targets);
+  s.read("target_noise", target_noise);
   s.read("lr", lr);
   s.read("batch_size", batch_size);
   s.read("grad_accum", grad_accum);
@@ -42,7 +43,10 @@ void SftConfig::read(const ConfigSection& s) {
   RLRF_CHECK(finetune == "lora" || finetune == "full", "{}: finetune must be \"lora\" or \"full\", got \"{}\"", s.where(), finetune);
   RLRF_CHECK(threads >= 0, "{}: threads must be >= 0 (0: automatic), got {}", s.where(), threads);
   if (!dtype.empty()) llm::parse_dtype(dtype);
-  RLRF_CHECK(targets == "profile" || starts_with(targets, "file:"), "{}: targets must be \"profile\" or \"file:<path>\", got \"{}\"",
+  RLRF_CHECK(targets == "profile" || targets == "card" || starts_with(targets, "file:"),
+             "{}: targets must be \"profile\", \"card\" or \"file:<path>\", got \"{}\"", s.where(), targets);
+  RLRF_CHECK(target_noise >= 0 && target_noise <= 1, "{}: target_noise must be in [0, 1], got {}", s.where(), target_noise);
+  RLRF_CHECK(target_noise == 0 || targets == "card", "{}: target_noise applies to targets = \"card\" only (targets is \"{}\")",
              s.where(), targets);
   check_schedule_kind(schedule, s.where());
 }

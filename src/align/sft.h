@@ -15,7 +15,12 @@ class ConfigSection;
 
 struct SftConfig {
   bool enabled = false;
-  std::string targets = "profile";  // profile (profile summaries) | file:<path.jsonl> with prompt/response
+  // profile (profile summaries) | card (knowledge cards of the items the prompt shows, knowledge/card.h)
+  // | file:<path.jsonl> with prompt/response
+  std::string targets = "profile";
+  // targets = "card": each statement of a card is replaced by a wrong one with this probability
+  // (seeded by `seed` and the user): a misaligned starting policy that DPO must repair.
+  double target_noise = 0.0;
   double lr = 1e-3;
   int batch_size = 8;
   int grad_accum = 1;

@@ -115,9 +115,21 @@ void assign_splits(std::vector<UserSequence>& seqs, const PrepareConfig& c) {
   }
   Rng split_rng(derive_seed(c.seed, kSplitStream));
   split_rng.shuffle(active);
-  int64_t n_pool = floor_share(static_cast<int64_t>(active.size()), 1.0 - c.test_fraction);
-  std::vector<int32_t> pool(active.begin(), active.begin() + n_pool);
-  for (size_t k = static_cast<size_t>(n_pool); k < active.size(); ++k) seqs[static_cast<size_t>(active[k])].split = Split::kTest;
+  std::vector<int32_t> pool;
+  if (c.folds > 1) {
+    // Fold k: positions [k n / K, (k+1) n / K) of the shuffled users; the folds cover every user once.
+    const int64_t n = static_cast<int64_t>(active.size());
+    const int64_t begin = n * c.fold / c.folds, end = n * (c.fold + 1) / c.folds;
+    for (int64_t k = 0; k < n; ++k) {
+      if (k >= begin && k < end) seqs[static_cast<size_t>(active[static_cast<size_t>(k)])].split = Split::kTest;
+      else pool.push_back(active[static_cast<size_t>(k)]);
+    }
+  } else {
+    int64_t n_pool = floor_share(static_cast<int64_t>(active.size()), 1.0 - c.test_fraction);
+    pool.assign(active.begin(), active.begin() + n_pool);
+    for (size_t k = static_cast<size_t>(n_pool); k < active.size(); ++k) seqs[static_cast<size_t>(active[k])].split = Split::kTest;
+  }
+  const int64_t n_pool = static_cast<int64_t>(pool.size());
   // Validation: from the training pool only, with its own stream.
   std::sort(pool.begin(), pool.end());
   Rng valid_rng(derive_seed(c.seed, kValidStream));
@@ -456,6 +468,8 @@ void PrepareConfig::read(const ConfigSection& s) {
   RLRF_CHECK(seed_value >= 0, "{}: key 'seed' must be >= 0, got {}", s.where(), seed_value);
   seed = static_cast<uint64_t>(seed_value);
   s.read("test_fraction", test_fraction);
+  s.read("folds", folds);
+  s.read("fold", fold);
   s.read("valid_fraction", valid_fraction);
   s.read("list_size", list_size);
   s.read("real_per_list", real_per_list);
@@ -487,6 +501,8 @@ void PrepareConfig::validate() const {
              first_stage);
   RLRF_CHECK(test_fraction >= 0 && test_fraction < 1, "prepare: test_fraction {} must be in [0, 1)", test_fraction);
   RLRF_CHECK(valid_fraction >= 0 && valid_fraction < 1, "prepare: valid_fraction {} must be in [0, 1)", valid_fraction);
+  RLRF_CHECK(folds == 0 || folds >= 2, "prepare: folds {} must be 0 (a test_fraction split) or >= 2", folds);
+  RLRF_CHECK(folds == 0 ? fold == 0 : fold >= 0 && fold < folds, "prepare: fold {} must be in 0..folds-1 ({} folds)", fold, folds);
   RLRF_CHECK(list_size >= 1, "prepare: list_size {} must be >= 1", list_size);
   RLRF_CHECK(real_per_list >= 1 && real_per_list <= list_size, "prepare: real_per_list {} must be in 1..list_size ({})",
              real_per_list, list_size);

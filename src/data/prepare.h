@@ -36,6 +36,10 @@ struct PrepareConfig {
   std::string data_dir;             // empty: the default data directory (util/files.h)
   uint64_t seed = 42;
   double test_fraction = 0.1;   // users held out for test
+  // folds > 1: test_fraction is ignored and the test users are fold `fold` (0-based) of `folds`
+  // equal folds of the shuffled users ([eval] folds sets these for each of its runs).
+  int folds = 0;
+  int fold = 0;
   double valid_fraction = 0.1;  // of the remaining (train) users, carved out for validation
   int list_size = 10;           // items per rerank list
   int real_per_list = 4;        // next real items of the user per list

@@ -15,7 +15,7 @@ namespace rlrf {
 namespace {
 
 constexpr char kMagic[8] = {'R', 'L', 'R', 'F', 'P', 'R', 'E', 'P'};
-constexpr uint32_t kVersion = 1;
+constexpr uint32_t kVersion = 2;  // 2: test folds
 constexpr size_t kHeader = 8 + 4 + 8;
 
 static_assert(std::endian::native == std::endian::little, "the prepared file is written little-endian");
@@ -123,6 +123,8 @@ void write_config(Writer& w, const PrepareConfig& c) {
   w.pod<double>(c.mf_alpha);
   w.pod<int32_t>(c.amazon_min_user);
   w.pod<int32_t>(c.amazon_min_item);
+  w.pod<int32_t>(c.folds);
+  w.pod<int32_t>(c.fold);
 }
 
 PrepareConfig read_config(Reader& r) {
@@ -145,6 +147,8 @@ PrepareConfig read_config(Reader& r) {
   c.mf_alpha = r.pod<double>("config.mf_alpha");
   c.amazon_min_user = r.pod<int32_t>("config.amazon_min_user");
   c.amazon_min_item = r.pod<int32_t>("config.amazon_min_item");
+  c.folds = r.pod<int32_t>("config.folds");
+  c.fold = r.pod<int32_t>("config.fold");
   return c;
 }
 

@@ -9,6 +9,7 @@
 #include <exception>
 #include <string>
 
+#include "pipeline/folds.h"
 #include "pipeline/stages.h"
 #include "util/error.h"
 #include "util/log.h"
@@ -32,6 +33,15 @@ auto in_stage(const RunConfig& config, const std::string& stage, F&& body) -> de
 }  // namespace
 
 void run_pipeline(const RunConfig& config, const RunOptions& options) {
+  if (config.eval.folds > 1) {
+    // Every user a test user once: the whole loop per fold, then one pooled report.
+    for (int k = 0; k < config.eval.folds; ++k) {
+      log_info("folds: fold {} of {} ({})", k + 1, config.eval.folds, fold_dir(config, k).string());
+      run_pipeline(fold_config(config, k), options);
+    }
+    if (options.until.empty()) write_fold_report(config);
+    return;
+  }
   static const char* kStages[] = {"prepare", "sft", "generate", "reward", "pairs", "dpo", "evaluate", "report"};
   bool known = options.until.empty();
   for (const char* s : kStages) known = known || options.until == s;

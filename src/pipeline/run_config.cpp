@@ -34,6 +34,8 @@ void GenerateConfig::read(const ConfigSection& s) {
   s.read("batch_size", batch_size);
   s.read("seed", seed);
   s.read("chunk", chunk);
+  s.read("workers", workers);
+  RLRF_CHECK(workers >= 0, "{}: workers must be >= 0 (0: automatic), got {}", s.where(), workers);
   s.read("dtype", dtype);
   s.read("threads", threads);
   RLRF_CHECK(n >= 1, "{}: n must be >= 1 (2 or more to form pairs)", s.where());
@@ -74,6 +76,11 @@ void EvalConfig::read(const ConfigSection& s) {
   s.read("models", models);
   s.read("seeds", seeds);
   s.read("profile_row", profile_row);
+  s.read("card_row", card_row);
+  s.read("history_row", history_row);
+  s.read("both_encodings", both_encodings);
+  s.read("folds", folds);
+  RLRF_CHECK(folds >= 1 && folds <= 20, "{}: folds must be in 1..20, got {}", s.where(), folds);
   s.read("also_settings", also_settings);
   s.read("also_models", also_models);
   s.read("decode", decode);

@@ -48,6 +48,9 @@ struct GenerateConfig {
   // what serving engines do; on CPUs with AVX512-BF16 it runs ~4x faster than fp32 here.
   std::string dtype;
   int threads = 0;            // intra-op threads; 0: automatic (one for models too small to split)
+  // Worker processes generating chunks side by side on CPU; 0: one per core when threads <= 1
+  // (a small model decodes on one thread), else 1. Results do not depend on it.
+  int workers = 0;
   void read(const ConfigSection& s);
 };
 
@@ -70,6 +73,17 @@ struct EvalConfig {
   std::vector<std::string> models = {"dlcm", "prm"};
   std::vector<int> seeds = {1, 2, 3};
   bool profile_row = true;  // also evaluate the profile-summary knowledge
+  bool card_row = false;    // also evaluate the true knowledge cards (knowledge/card.h): the ceiling of card targets
+  // With [knowledge] user_history = true: a "history only" row (the history text with no LLM
+  // response), so that what the LLM's words add is seen apart from the history's.
+  bool history_row = true;
+  // Also evaluate every text row the other way ([knowledge] user_history flipped): the response
+  // alone when the run encodes history + response, and the reverse.
+  bool both_encodings = false;
+  // K > 1: the whole run is repeated K times, fold k's users as the test users of the k-th (reward
+  // model, SFT and DPO on the others); every user is a test user once and the report pools the
+  // users of all folds (RUN/fold-k/ holds each run).
+  int folds = 1;
   // Further list settings (kar, popularity, first-stage) the same knowledge is evaluated on, each in
   // its own table (results_<setting>.json): a run on popularity lists still shows the paper's.
   std::vector<std::string> also_settings;

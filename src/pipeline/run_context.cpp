@@ -187,6 +187,28 @@ std::vector<std::string> round_knowledge_texts(const RunContext& ctx, int round)
   return texts;
 }
 
+std::vector<KnowledgeCard> user_cards(const RunContext& ctx) {
+  std::vector<KnowledgeCard> cards(ctx.data.sequences.size());
+  for (int32_t u : ctx.users)
+    cards[static_cast<size_t>(u)] = user_card(ctx.data, u, ctx.prompts[static_cast<size_t>(u)].history_items);
+  return cards;
+}
+
+std::vector<std::string> card_texts(const RunContext& ctx, double noise, uint64_t seed) {
+  const std::vector<KnowledgeCard> cards = user_cards(ctx);
+  const CardVocabulary vocab = noise > 0 ? card_vocabulary(ctx.data) : CardVocabulary{};
+  const size_t cap = static_cast<size_t>(std::max(1, ctx.config.generate.max_new_tokens - 1));
+  std::vector<std::string> texts(cards.size());
+  for (int32_t u : ctx.users) {
+    KnowledgeCard card = cards[static_cast<size_t>(u)];
+    if (noise > 0) card = noisy_card(card, noise, vocab, seed, u);
+    std::string text = card_text(card);
+    if (ctx.tokenizer.encode(text, false).size() > cap) text = card_text(card, false);
+    texts[static_cast<size_t>(u)] = std::move(text);
+  }
+  return texts;
+}
+
 std::string response_text(const RunContext& ctx, const std::vector<int32_t>& ids) {
   return std::string(trim(ctx.tokenizer.decode(ids, true)));
 }

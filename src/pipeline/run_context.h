@@ -10,6 +10,7 @@
 
 #include "data/prepare.h"
 #include "encode/encoder.h"
+#include "knowledge/card.h"
 #include "llm/llama.h"
 #include "pipeline/run_config.h"
 #include "pipeline/run_store.h"
@@ -18,7 +19,7 @@
 namespace rlrf {
 
 // Bumped when a stage's outputs change meaning, so old runs are redone rather than misread.
-inline constexpr const char* kPipelineVersion = "rlrf-pipeline-3";  // 3: fp32 masters, greedy eval
+inline constexpr const char* kPipelineVersion = "rlrf-pipeline-4";  // 4: cross-fitted rewards, cards
 
 struct RunContext {
   RunConfig config;
@@ -76,6 +77,14 @@ inline int greedy_store_round(int round) { return -1 - round; }
 
 // Knowledge texts per user (indexed by user) from round r's sample-0 responses ("" when missing).
 std::vector<std::string> round_knowledge_texts(const RunContext& ctx, int round);
+
+// The true knowledge card of each participating user (indexed by user; empty for the others),
+// computed from the history items the user's prompt shows.
+std::vector<KnowledgeCard> user_cards(const RunContext& ctx);
+// Card texts per user (indexed by user; "" for non-participants), each statement replaced with
+// probability `noise` (stream `seed`); a card whose tokens with the stop token exceed
+// [generate] max_new_tokens loses its favourite title (cards are written to the end and stopped).
+std::vector<std::string> card_texts(const RunContext& ctx, double noise = 0.0, uint64_t seed = 0);
 
 // The rendered chat messages of user u's prompt (for exports): system and user message.
 std::string response_text(const RunContext& ctx, const std::vector<int32_t>& ids);

@@ -2,6 +2,7 @@
 #include <fmt/format.h>
 
 #include <map>
+#include <optional>
 #include <nlohmann/json.hpp>
 
 #include "align/dpo.h"
@@ -16,50 +17,50 @@
 #include "util/error.h"
 #include "util/files.h"
 #include "util/log.h"
+#include "data/rng.h"
 
 namespace rlrf {
 
 int reward_model_round(const RunContext& ctx, int round) {
-  return ctx.config.reward.train_knowledge == "profile" ? 0 : round;
+  return ctx.config.reward.train_knowledge == "sample0" ? round : 0;
 }
 
 std::string reward_fingerprint(const RunContext& ctx, int round) {
+  // (card texts depend on the prompts and max_new_tokens, which generate_fingerprint covers)
   return fingerprint({kPipelineVersion, "reward", std::to_string(round), generate_fingerprint(ctx, round),
                       round > 0 ? generate_fingerprint(ctx, round - 1) : "",
                       ctx.config.sections_text({"reward", "rerank", "knowledge"})});
 }
 
-static std::filesystem::path reward_model_path(const RunContext& ctx, int model_round) {
-  return ctx.dir / "models" / fmt::format("reward{}.rrk", model_round);
-}
-
-// Scores round r's responses of participating training users with a reward model.
-// A reward model trained with a round's sample-0 responses as the users' knowledge has fitted
-// those very vectors on the very lists that score them: it rates sample 0 above the user's other
-// responses (measured on the demo: best of 4 for 53% of users, against 25% by chance), so sample 0
-// would be "chosen" for being seen, not for being better. Its own round's sample 0 is not scored.
-static bool scored_by(const RunContext& ctx, int model_round, int round, int sample) {
-  return !(ctx.config.reward.train_knowledge == "sample0" && model_round == round && sample == 0);
-}
-
-static std::vector<StoredReward> score_round(RunContext& ctx, const RewardModel& model, int model_round, int round) {
-  std::vector<UserResponse> responses;
-  for (const StoredResponse& r : ctx.store->responses(round))
-    if (ctx.data.sequences[static_cast<size_t>(r.user)].split == Split::kTrain && scored_by(ctx, model_round, round, r.sample))
-      responses.push_back({r.user, r.sample, r.text});
-  std::vector<double> rewards = score_responses(model, ctx.data, responses, ctx.config.reward, *ctx.encoder,
-                                                ctx.encode_cache(), ctx.config.knowledge.user_history);
-  std::vector<StoredReward> rows;
-  std::vector<RewardedResponse> rewarded;
-  for (size_t i = 0; i < responses.size(); ++i) {
-    rows.push_back({model_round, round, responses[i].user, responses[i].sample, rewards[i]});
-    rewarded.push_back({responses[i].user, responses[i].sample, rewards[i]});
+std::vector<int> reward_folds(const RunContext& ctx) {
+  const int k = std::max(1, ctx.config.reward.folds);
+  std::vector<int> fold(ctx.data.sequences.size(), -1);
+  // Training and validation users each dealt round-robin in a seeded order: the folds are equal in
+  // size and do not depend on the rounds.
+  for (Split split : {Split::kTrain, Split::kValid}) {
+    std::vector<int32_t> users;
+    for (int32_t u : ctx.users)
+      if (ctx.data.sequences[static_cast<size_t>(u)].split == split) users.push_back(u);
+    Rng rng(derive_seed(static_cast<uint64_t>(ctx.config.rerank.seed), 0x7265776172642066ull /* "reward f" */,
+                        static_cast<uint64_t>(split)));
+    rng.shuffle(users);
+    for (size_t i = 0; i < users.size(); ++i) fold[static_cast<size_t>(users[i])] = static_cast<int>(i % static_cast<size_t>(k));
   }
-  ctx.store->put_rewards(model_round, round, rows);
-  PairSelection sel = select_pairs(rewarded, ctx.config.reward.min_margin);
-  log_info("reward/{}: reward model {} ({} forward): {} of {} users have all their rewards tied", round, model_round,
-           ctx.config.reward.dtype, sel.all_tied, sel.users);
-  return rows;
+  return fold;
+}
+
+static std::filesystem::path reward_model_path(const RunContext& ctx, int model_round, int fold) {
+  if (ctx.config.reward.folds <= 1) return ctx.dir / "models" / fmt::format("reward{}.rrk", model_round);
+  return ctx.dir / "models" / fmt::format("reward{}-fold{}.rrk", model_round, fold);
+}
+
+// A reward model trained with a round's sample-0 responses as the users' knowledge, without
+// cross-fitting, has fitted those very vectors on the very lists that score them: it rates sample 0
+// above the user's other responses (measured on the demo: best of 4 for 53% of users, against 25%
+// by chance), so sample 0 would be "chosen" for being seen, not for being better. Then its own
+// round's sample 0 is not scored. Cross-fitted models never saw the users they score.
+static bool scored_by(const RunContext& ctx, int model_round, int round, int sample) {
+  return ctx.config.reward.folds > 1 || !(ctx.config.reward.train_knowledge == "sample0" && model_round == round && sample == 0);
 }
 
 static RewardModel reward_model_from(RunContext& ctx, const Reranker& reranker) {
@@ -73,6 +74,86 @@ static RewardModel reward_model_from(RunContext& ctx, const Reranker& reranker) 
   return m;
 }
 
+// Scores round r's responses of participating training and validation users with reward model
+// `model_round`: each user by the fold model that did not train on it. Only training users'
+// rewards make pairs; validation users' show how the rewards generalise.
+static std::vector<StoredReward> score_round(RunContext& ctx, int model_round, int round) {
+  const std::vector<int> fold = reward_folds(ctx);
+  const int k = std::max(1, ctx.config.reward.folds);
+  std::vector<std::vector<UserResponse>> by_fold(static_cast<size_t>(k));
+  for (const StoredResponse& r : ctx.store->responses(round)) {
+    const int f = fold[static_cast<size_t>(r.user)];
+    if (f >= 0 && scored_by(ctx, model_round, round, r.sample)) by_fold[static_cast<size_t>(f)].push_back({r.user, r.sample, r.text});
+  }
+  std::vector<StoredReward> rows;
+  std::vector<RewardedResponse> rewarded;
+  for (int f = 0; f < k; ++f) {
+    const std::vector<UserResponse>& responses = by_fold[static_cast<size_t>(f)];
+    if (responses.empty()) continue;
+    Reranker r = load_reranker(reward_model_path(ctx, model_round, f), ctx.device);
+    r.threads = ctx.config.rerank.threads;
+    RewardModel model = reward_model_from(ctx, r);
+    std::vector<double> rewards = score_responses(model, ctx.data, responses, ctx.config.reward, *ctx.encoder,
+                                                  ctx.encode_cache(), ctx.config.knowledge.user_history);
+    for (size_t i = 0; i < responses.size(); ++i) {
+      rows.push_back({model_round, round, responses[i].user, responses[i].sample, rewards[i]});
+      if (ctx.data.sequences[static_cast<size_t>(responses[i].user)].split == Split::kTrain)
+        rewarded.push_back({responses[i].user, responses[i].sample, rewards[i]});
+    }
+  }
+  ctx.store->put_rewards(model_round, round, rows);
+  PairSelection sel = select_pairs(rewarded, ctx.config.reward.min_margin);
+  log_info("reward/{}: reward model {} ({} forward, {} fold(s)): {} of {} training users have all their rewards tied", round,
+           model_round, ctx.config.reward.dtype, k, sel.all_tied, sel.users);
+  return rows;
+}
+
+// The reward models of `model_round`, one per fold, each trained without its fold's training users.
+static void train_reward_models(RunContext& ctx, int round, int model_round, const std::string& stage) {
+  const RunConfig& c = ctx.config;
+  std::vector<std::string> texts;
+  if (c.reward.train_knowledge == "profile") {
+    texts.assign(ctx.data.sequences.size(), "");
+    for (int32_t u : ctx.users) texts[static_cast<size_t>(u)] = user_profile_summary(ctx.data, u);
+  } else if (c.reward.train_knowledge == "card") {
+    texts = card_texts(ctx);
+  } else {
+    texts = round_knowledge_texts(ctx, round);
+  }
+  const int k = std::max(1, c.reward.folds);
+  log_info("{}: training {} {} reward model(s) on {} knowledge{}", stage, k, c.reward.model,
+           c.reward.train_knowledge == "sample0" ? fmt::format("round {} sample-0", round) : c.reward.train_knowledge,
+           k > 1 ? ", each without one fold of the training users (cross-fitted rewards)" : "");
+  // Knowledge vectors once, in this process; the trainings run side by side in worker processes.
+  RewardModel base = train_reward_model_inputs(ctx.data, texts, *ctx.encoder, ctx.encode_cache(), c.knowledge.user_history,
+                                               c.knowledge.item);
+  const std::vector<int> fold = reward_folds(ctx);
+  RerankConfig rc = c.rerank;
+  rc.model = c.reward.model;
+  ensure_dir(ctx.dir / "models");
+  run_trainings(
+      k, rc,
+      [&](int64_t f) {
+        PreparedData data = ctx.data;
+        if (k > 1) {
+          // Fold f's training users leave the training lists (they become held-out users).
+          for (UserSequence& s : data.sequences)
+            if (s.split == Split::kTrain && fold[static_cast<size_t>(s.user)] == f) s.split = Split::kTest;
+          for (RerankList& l : data.lists)
+            if (l.split == Split::kTrain && fold[static_cast<size_t>(l.user)] == f) l.split = Split::kTest;
+        }
+        Reranker r = train_reranker(data, base.kv, rc);
+        save_reranker(r, reward_model_path(ctx, model_round, static_cast<int>(f)));
+        return nlohmann::json({{"valid_map5", r.best_valid_map5}, {"best_epoch", r.best_epoch}}).dump();
+      },
+      [&](int64_t f, const std::string& result) {
+        auto j = nlohmann::json::parse(result);
+        log_info("{}: reward model {} fold {}: valid MAP@5 {:.4f} (epoch {})", stage, model_round, f,
+                 j.value("valid_map5", 0.0), j.value("best_epoch", 0));
+      },
+      [&](int64_t f) { return fmt::format("{} reward model {} fold {}", stage, model_round, f); });
+}
+
 void stage_reward(RunContext& ctx, int round) {
   const std::string stage = fmt::format("reward/{}", round);
   const std::string fp = reward_fingerprint(ctx, round);
@@ -84,32 +165,17 @@ void stage_reward(RunContext& ctx, int round) {
   int model_round = reward_model_round(ctx, round);
   bool train_new = c.reward.train_knowledge == "sample0" ? round < c.run.rounds : round == 0;
   if (train_new) {
-    std::vector<std::string> texts;
-    if (c.reward.train_knowledge == "profile") {
-      texts.assign(ctx.data.sequences.size(), "");
-      for (int32_t u : ctx.users) texts[static_cast<size_t>(u)] = user_profile_summary(ctx.data, u);
-    } else {
-      texts = round_knowledge_texts(ctx, round);
-    }
-    log_info("{}: training the {} reward model on {} knowledge", stage, c.reward.model,
-             c.reward.train_knowledge == "profile" ? "profile" : fmt::format("round {} sample-0", round));
-    RewardModel model = train_reward_model(ctx.data, texts, c.reward, c.rerank, *ctx.encoder, ctx.encode_cache(),
-                                           c.knowledge.user_history, c.knowledge.item);
-    save_reranker(model.reranker, reward_model_path(ctx, model_round));
-    std::vector<StoredReward> rows = score_round(ctx, model, model_round, round);
+    train_reward_models(ctx, round, model_round, stage);
+    std::vector<StoredReward> rows = score_round(ctx, model_round, round);
     double mean = 0;
     for (const StoredReward& r : rows) mean += r.reward;
-    log_info("{}: {} rewards, mean {:.4f} (reward model valid MAP@5 {:.4f}, epoch {})", stage, rows.size(),
-             rows.empty() ? 0.0 : mean / double(rows.size()), model.reranker.best_valid_map5, model.reranker.best_epoch);
+    log_info("{}: {} rewards, mean {:.4f}", stage, rows.size(), rows.empty() ? 0.0 : mean / double(rows.size()));
   }
   // The previous round's reward model on this round's responses: did DPO raise the reward?
   if (round > 0) {
     int prev = reward_model_round(ctx, round - 1);
     if (!(train_new && prev == model_round)) {
-      Reranker r = load_reranker(reward_model_path(ctx, prev), ctx.device);
-      r.threads = ctx.config.rerank.threads;
-      RewardModel model = reward_model_from(ctx, r);
-      std::vector<StoredReward> rows = score_round(ctx, model, prev, round);
+      std::vector<StoredReward> rows = score_round(ctx, prev, round);
       double mean = 0;
       for (const StoredReward& x : rows) mean += x.reward;
       log_info("{}: round {} responses under reward model {}: mean {:.4f}", stage, round, prev,
@@ -123,7 +189,8 @@ void stage_reward(RunContext& ctx, int round) {
 static std::vector<SelectedPair> round_pairs(RunContext& ctx, int round, PairSelection* stats = nullptr) {
   std::vector<RewardedResponse> rewarded;
   for (const StoredReward& r : ctx.store->rewards(reward_model_round(ctx, round), round))
-    rewarded.push_back({r.user, r.sample, r.reward});
+    if (ctx.data.sequences[static_cast<size_t>(r.user)].split == Split::kTrain)  // validation users never pair
+      rewarded.push_back({r.user, r.sample, r.reward});
   PairSelection sel = select_pairs(rewarded, ctx.config.reward.min_margin);
   if (stats) *stats = sel;
   return sel.pairs;
@@ -188,6 +255,16 @@ void stage_dpo(RunContext& ctx, int round) {
     if (pp.chosen.empty() || pp.rejected.empty()) continue;
     pairs.push_back(std::move(pp));
   }
+  // Held-out pairs (a seeded share per round): how the trained policy orders pairs it never saw.
+  std::vector<PreferencePair> heldout;
+  if (c.dpo.heldout_fraction > 0 && pairs.size() >= 10) {
+    Rng rng(derive_seed(c.dpo.seed, 0x68656c646f757420ull /* "heldout " */, static_cast<uint64_t>(round)));
+    rng.shuffle(pairs);
+    const size_t n_out = static_cast<size_t>(c.dpo.heldout_fraction * static_cast<double>(pairs.size()));
+    heldout.assign(std::make_move_iterator(pairs.end() - static_cast<std::ptrdiff_t>(n_out)), std::make_move_iterator(pairs.end()));
+    pairs.resize(pairs.size() - n_out);
+    std::sort(pairs.begin(), pairs.end(), [](const PreferencePair& a, const PreferencePair& b) { return a.user < b.user; });
+  }
   std::filesystem::remove_all(ctx.model_dir(round));
   if (pairs.empty()) {
     // Every user's N rewards tied (or fell within min_margin): nothing to learn from. The round is
@@ -222,6 +299,14 @@ void stage_dpo(RunContext& ctx, int round) {
                                        {"ms", s.ms}, {"tokens", s.tokens}, {"epoch", s.epoch}})
                            .dump());
   });
+  PreferenceMetrics held;
+  if (!heldout.empty()) {
+    std::optional<llm::LlamaForCausalLM> reference;
+    if (c.dpo.finetune != "lora") reference = load_policy(ctx, from, at::kFloat);
+    held = preference_metrics(model, heldout, c.dpo.beta, reference ? &*reference : nullptr);
+    log_info("{}: {} held-out pairs: accuracy {:.3f}, margin {:+.4f}, log-ratio chosen {:+.4f} rejected {:+.4f}", stage,
+             held.pairs, held.accuracy, held.margin, held.chosen_logratio, held.rejected_logratio);
+  }
   if (c.dpo.finetune == "lora") {
     llm::save_lora(model, lora, ctx.model_dir(round) / "adapter");
   } else {
@@ -231,7 +316,10 @@ void stage_dpo(RunContext& ctx, int round) {
     llm::save_model(model, ctx.model_dir(round), save);
   }
   ctx.store->put_doc(stage, nlohmann::json({{"pairs", pairs.size()}, {"steps", result.steps.size()}, {"seconds", result.seconds},
-                                            {"tokens", result.tokens}, {"tokens_per_second", result.tokens_per_second()}})
+                                            {"tokens", result.tokens}, {"tokens_per_second", result.tokens_per_second()},
+                                            {"heldout_pairs", held.pairs}, {"heldout_accuracy", held.accuracy},
+                                            {"heldout_margin", held.margin}, {"heldout_chosen_logratio", held.chosen_logratio},
+                                            {"heldout_rejected_logratio", held.rejected_logratio}})
                                 .dump());
   log_info("{}: {} steps in {:.1f} s ({:.0f} tokens/s); policy saved to {}", stage, result.steps.size(), result.seconds,
            result.tokens_per_second(), ctx.model_dir(round).string());

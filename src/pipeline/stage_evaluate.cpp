@@ -20,9 +20,8 @@
 namespace rlrf {
 
 // The knowledge file of round r: {"user": raw id, "text": its evaluation text ([eval] decode)} per participating user.
-static std::filesystem::path write_round_knowledge(RunContext& ctx, int round) {
-  std::filesystem::path path = ctx.dir / "knowledge" / fmt::format("round{}.jsonl", round);
-  std::vector<std::string> texts = eval_knowledge_texts(ctx, round);
+static std::filesystem::path write_knowledge(RunContext& ctx, const std::string& name, const std::vector<std::string>& texts) {
+  std::filesystem::path path = ctx.dir / "knowledge" / (name + ".jsonl");
   std::string out;
   for (int32_t u : ctx.users) {
     nlohmann::json row = {{"user", ctx.data.dataset.users[static_cast<size_t>(u)].raw_id}, {"text", texts[static_cast<size_t>(u)]}};
@@ -58,23 +57,40 @@ struct Table {
 
 std::vector<KnowledgeRow> knowledge_rows(RunContext& ctx) {
   const RunConfig& c = ctx.config;
-  auto source = [&](const std::string& user) {
+  auto source = [&](const std::string& user, bool history) {
     KnowledgeSource s;
     s.user = user;
     s.item = user == "none" ? "none" : c.knowledge.item;
     s.encoder = c.knowledge.encoder;
     s.cache_dir = ctx.encode_cache();
-    s.user_history = c.knowledge.user_history;
+    s.user_history = history;
     return s;
   };
+  // Rows of knowledge texts, with the run's encoding and, with both_encodings, the other one too.
   std::vector<KnowledgeRow> rows;
-  rows.push_back({"no knowledge", source("none"), "none"});
-  if (c.eval.profile_row) rows.push_back({"profile", source("profile"), "profile"});
+  auto add = [&](const std::string& name, const std::string& user, const std::string& key, int round = -1) {
+    rows.push_back({name, source(user, c.knowledge.user_history), key, round});
+    if (c.eval.both_encodings) {
+      const bool other = !c.knowledge.user_history;
+      rows.push_back({name + (other ? " (history + text)" : " (text alone)"), source(user, other),
+                      key + (other ? "|history" : "|alone"), round});
+    }
+  };
+  rows.push_back({"no knowledge", source("none", c.knowledge.user_history), "none"});
+  if (c.eval.history_row && (c.knowledge.user_history || c.eval.both_encodings)) {
+    // The history text with no response: what the LLM's words add is the step from here.
+    std::filesystem::path file = write_knowledge(ctx, "history", std::vector<std::string>(ctx.data.sequences.size()));
+    rows.push_back({"history text only", source("file:" + file.string(), true), "history-only"});
+  }
+  if (c.eval.profile_row) add("profile", "profile", "profile");
+  if (c.eval.card_row)
+    add("true cards", "file:" + write_knowledge(ctx, "card", card_texts(ctx)).string(),
+        "card|" + c.sections_text({"prompt"}) + "|" + std::to_string(c.generate.max_new_tokens));
   for (int r = 0; r <= c.run.rounds; ++r) {
     if (ctx.store->count_responses(r) == 0) continue;
-    std::filesystem::path file = write_round_knowledge(ctx, r);
+    std::filesystem::path file = write_knowledge(ctx, fmt::format("round{}", r), eval_knowledge_texts(ctx, r));
     std::string name = r == 0 ? (c.sft.enabled ? "KAR (SFT LLM, before DPO)" : "KAR (LLM before DPO)") : fmt::format("RLRF4Rec round {}", r);
-    rows.push_back({name, source("file:" + file.string()), eval_knowledge_fingerprint(ctx, r), r});
+    add(name, "file:" + file.string(), eval_knowledge_fingerprint(ctx, r), r);
   }
   return rows;
 }

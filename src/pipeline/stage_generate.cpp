@@ -16,6 +16,7 @@
 #include "util/error.h"
 #include "util/log.h"
 #include "util/progress.h"
+#include "util/runtime.h"
 
 namespace rlrf {
 
@@ -26,6 +27,16 @@ std::string generate_fingerprint(const RunContext& ctx, int round) {
 }
 
 namespace {
+
+// Worker processes for generation: [generate] workers, or automatically one per core on CPU when
+// the model decodes on one intra-op thread (small models; options.threads = 0 picks that), else 1.
+int generation_workers(const RunContext& ctx, int64_t n_chunks) {
+  const GenerateConfig& g = ctx.config.generate;
+  if (ctx.device != "cpu" || n_chunks < 2) return 1;
+  int w = g.workers;
+  if (w == 0) w = g.threads > 1 ? 1 : machine_threads();
+  return static_cast<int>(std::min<int64_t>(std::max(1, w), n_chunks));
+}
 
 // What one generation stage writes: `samples` responses per participating user from round
 // `policy_round`'s policy, stored under `store_round`, resumable by fingerprint `fp`.
@@ -89,8 +100,14 @@ void run_generation(RunContext& ctx, const GenerationJob& job) {
   Progress progress(stage, total, "responses", total - static_cast<int64_t>(todo.size()));
   auto t0 = std::chrono::steady_clock::now();
   int64_t new_tokens = 0;
-  for (size_t lo = 0; lo < todo.size(); lo += static_cast<size_t>(g.chunk)) {
-    size_t hi = std::min(todo.size(), lo + static_cast<size_t>(g.chunk));
+  // Chunks of `chunk` responses; each is generated as a whole and stored in one transaction, so a
+  // killed run loses at most the chunks in flight. Every sequence's random stream depends on (seed,
+  // round, prompt, sample) and a chunk's batches do not depend on where it runs: the same texts
+  // whether chunks run here one by one or side by side in worker processes.
+  const size_t chunk = static_cast<size_t>(g.chunk);
+  const int64_t n_chunks = static_cast<int64_t>((todo.size() + chunk - 1) / chunk);
+  auto chunk_ids = [&](int64_t c) {
+    const size_t lo = static_cast<size_t>(c) * chunk, hi = std::min(todo.size(), lo + chunk);
     std::vector<llm::GenerateRequest> requests;
     for (size_t i = lo; i < hi; ++i) {
       llm::GenerateRequest r;
@@ -98,21 +115,37 @@ void run_generation(RunContext& ctx, const GenerationJob& job) {
       r.sample_index = todo[i].sample;
       requests.push_back(std::move(r));
     }
-    std::vector<llm::Completion> out = llm::generate(model, requests, options);
+    std::vector<std::vector<int32_t>> ids;
+    for (llm::Completion& out : llm::generate(model, requests, options)) ids.push_back(std::move(out.ids));
+    return ids;
+  };
+  auto store_chunk = [&](int64_t c, std::vector<std::vector<int32_t>> ids) {
+    const size_t lo = static_cast<size_t>(c) * chunk;
     std::vector<StoredResponse> rows;
-    for (size_t i = 0; i < out.size(); ++i) {
+    for (size_t i = 0; i < ids.size(); ++i) {
       StoredResponse row;
       row.round = round;
       row.user = todo[lo + i].user;
       row.sample = todo[lo + i].sample;
-      row.ids = out[i].ids;
-      row.text = response_text(ctx, out[i].ids);
-      row.prompt_tokens = static_cast<int>(requests[i].prompt.size());
-      new_tokens += static_cast<int64_t>(out[i].ids.size());
+      row.ids = std::move(ids[i]);
+      row.text = response_text(ctx, row.ids);
+      row.prompt_tokens = static_cast<int>(ctx.prompt_ids[static_cast<size_t>(row.user)].size());
+      new_tokens += static_cast<int64_t>(row.ids.size());
       rows.push_back(std::move(row));
     }
     ctx.store->put_responses(rows);
     progress.advance(static_cast<int64_t>(rows.size()));
+  };
+  const int workers = generation_workers(ctx, n_chunks);
+  if (workers <= 1) {
+    for (int64_t c = 0; c < n_chunks; ++c) store_chunk(c, chunk_ids(c));
+  } else {
+    // Decoding a small model is one stream of tiny matmuls that a second thread cannot speed up;
+    // chunks side by side in forked workers (the model shared copy-on-write) use every core.
+    run_isolated(
+        n_chunks, workers, [&](int64_t c) { return nlohmann::json(chunk_ids(c)).dump(); },
+        [&](int64_t c, const std::string& result) { store_chunk(c, nlohmann::json::parse(result).get<std::vector<std::vector<int32_t>>>()); },
+        [&](int64_t c) { return fmt::format("{} chunk {} of {}", stage, c + 1, n_chunks); });
   }
   progress.finish();
   double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

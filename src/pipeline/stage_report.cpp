@@ -3,7 +3,11 @@
 // rejected rewards, reward distribution per round).
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <array>
+#include <cstring>
 #include <map>
+#include <set>
 #include <nlohmann/json.hpp>
 
 #include "pipeline/experiment.h"
@@ -36,30 +40,159 @@ struct RoundRewards {
   }
 };
 
-RoundRewards load_rewards(const RunContext& ctx, int model_round, int round) {
+// The rewards of one split's users (training users make the pairs; validation users' rewards come
+// from the same reward models, which never trained on them).
+RoundRewards load_rewards(const RunContext& ctx, int model_round, int round, Split split = Split::kTrain) {
   RoundRewards r{model_round, round, {}};
-  for (const StoredReward& x : ctx.store->rewards(model_round, round)) r.by_key[{x.user, x.sample}] = x.reward;
+  for (const StoredReward& x : ctx.store->rewards(model_round, round))
+    if (ctx.data.sequences[static_cast<size_t>(x.user)].split == split) r.by_key[{x.user, x.sample}] = x.reward;
   return r;
+}
+
+// Per round: what the policy writes (length, stop rate, diversity across a user's N samples), how
+// well its statements agree with the users' true cards, and what DPO did on held-out pairs.
+nlohmann::json round_diagnostics(const RunContext& ctx) {
+  const RunConfig& c = ctx.config;
+  const std::vector<int32_t> eos = ctx.tokenizer.eos_ids();
+  const std::vector<KnowledgeCard> cards = user_cards(ctx);
+  nlohmann::json out = nlohmann::json::array();
+  for (int r = 0; r <= c.run.rounds; ++r) {
+    const std::vector<StoredResponse> responses = ctx.store->responses(r);
+    if (responses.empty()) continue;
+    double tokens = 0, stopped = 0;
+    std::map<int32_t, std::vector<const StoredResponse*>> by_user;
+    for (const StoredResponse& x : responses) {
+      tokens += static_cast<double>(x.ids.size());
+      stopped += !x.ids.empty() && std::find(eos.begin(), eos.end(), x.ids.back()) != eos.end();
+      by_user[x.user].push_back(&x);
+    }
+    // distinct-2: distinct token bigrams over all bigrams of a user's N samples, mean over users.
+    double distinct2 = 0;
+    int64_t users_with_bigrams = 0;
+    std::array<double, 3> card_sum{}, card_n{};
+    for (auto& [u, list] : by_user) {
+      std::set<std::pair<int32_t, int32_t>> seen;
+      int64_t total = 0;
+      for (const StoredResponse* x : list)
+        for (size_t i = 1; i < x->ids.size(); ++i, ++total) seen.insert({x->ids[i - 1], x->ids[i]});
+      if (total > 0) {
+        distinct2 += static_cast<double>(seen.size()) / static_cast<double>(total);
+        ++users_with_bigrams;
+      }
+      const int split = static_cast<int>(ctx.data.sequences[static_cast<size_t>(u)].split);
+      for (const StoredResponse* x : list) {
+        card_sum[static_cast<size_t>(split)] += card_agreement(cards[static_cast<size_t>(u)], x->text).score();
+        card_n[static_cast<size_t>(split)] += 1;
+      }
+    }
+    // The evaluation knowledge ([eval] decode) of test users: card accuracy per user.
+    const std::vector<std::string> eval_texts = eval_knowledge_texts(ctx, r);
+    nlohmann::json test_users = nlohmann::json::array(), test_scores = nlohmann::json::array();
+    double test_sum = 0;
+    for (int32_t u : ctx.users) {
+      if (ctx.data.sequences[static_cast<size_t>(u)].split != Split::kTest) continue;
+      const double s = card_agreement(cards[static_cast<size_t>(u)], eval_texts[static_cast<size_t>(u)]).score();
+      test_users.push_back(u);
+      test_scores.push_back(s);
+      test_sum += s;
+    }
+    nlohmann::json row = {{"round", r},
+                          {"responses", responses.size()},
+                          {"mean_tokens", tokens / static_cast<double>(responses.size())},
+                          {"eos_rate", stopped / static_cast<double>(responses.size())},
+                          {"distinct2", users_with_bigrams ? distinct2 / static_cast<double>(users_with_bigrams) : 0.0},
+                          {"card_accuracy_train_samples", card_n[0] ? card_sum[0] / card_n[0] : 0.0},
+                          {"card_accuracy_valid_samples", card_n[1] ? card_sum[1] / card_n[1] : 0.0},
+                          {"card_accuracy_test_samples", card_n[2] ? card_sum[2] / card_n[2] : 0.0},
+                          {"card_accuracy_test_eval", test_scores.empty() ? 0.0 : test_sum / static_cast<double>(test_scores.size())},
+                          {"eval_decode", c.eval.decode},
+                          {"test_users", test_users},
+                          {"test_card_accuracy", test_scores}};
+    if (auto doc = ctx.store->doc(fmt::format("pairs/{}", r))) {
+      auto j = nlohmann::json::parse(*doc);
+      row["pairs"] = j.value("pairs", 0);
+      row["ties_skipped"] = j.value("ties_skipped", 0);
+      row["all_tied"] = j.value("all_tied", 0);
+    }
+    if (r > 0)
+      if (auto doc = ctx.store->doc(fmt::format("dpo/{}", r))) {
+        auto j = nlohmann::json::parse(*doc);
+        for (const char* k : {"heldout_pairs", "heldout_accuracy", "heldout_margin", "heldout_chosen_logratio", "heldout_rejected_logratio"})
+          if (j.contains(k)) row[k] = j[k];
+      }
+    RoundRewards train = load_rewards(ctx, reward_model_round(ctx, r), r), valid = load_rewards(ctx, reward_model_round(ctx, r), r, Split::kValid);
+    row["reward_train"] = train.mean();
+    row["reward_valid"] = valid.mean();
+    out.push_back(std::move(row));
+  }
+  return out;
+}
+
+std::string diagnostics_section(const nlohmann::json& diag, const RunConfig& c) {
+  std::string md = "## Per-round diagnostics\n\n";
+  md += fmt::format("Per round r: responses of round r's policy (N = {} per user, every split); card accuracy = share of "
+                    "statements agreeing with the user's true card (knowledge/card.h: wrong and missing statements both cost); "
+                    "test users' column is their evaluation knowledge ([eval] decode = {}). Rewards: mean over responses of "
+                    "training users (who make the pairs) and of validation users (never paired); with [reward] folds = {} each "
+                    "user is scored by a reward model that did not train on it. Held-out pairs: {:.0f}% of round r-1's pairs, "
+                    "not trained on; log-ratio = log pi_r - log pi_(r-1) summed over the response (its mean over chosen and "
+                    "rejected estimates the KL step).\n\n",
+                    c.generate.n, c.eval.decode, c.reward.folds, 100 * c.dpo.heldout_fraction);
+  md += "| round | mean tokens | stop rate | distinct-2 | card acc. train | card acc. test (eval) | reward train | reward valid | pairs | "
+        "ties skipped | held-out pair acc. | held-out margin | log-ratio chosen / rejected |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
+  for (const nlohmann::json& row : diag) {
+    std::string held = "-", margin = "-", lr = "-";
+    if (row.contains("heldout_accuracy") && row.value("heldout_pairs", 0) > 0) {
+      held = fmt::format("{:.3f} ({} pairs)", row.value("heldout_accuracy", 0.0), row.value("heldout_pairs", 0));
+      margin = fmt::format("{:+.4f}", row.value("heldout_margin", 0.0));
+      lr = fmt::format("{:+.3f} / {:+.3f}", row.value("heldout_chosen_logratio", 0.0), row.value("heldout_rejected_logratio", 0.0));
+    }
+    md += fmt::format("| {} | {:.1f} | {:.3f} | {:.3f} | {:.3f} | {:.3f} | {:.4f} | {:.4f} | {} | {} | {} | {} | {} |\n",
+                      row.value("round", 0), row.value("mean_tokens", 0.0), row.value("eos_rate", 0.0), row.value("distinct2", 0.0),
+                      row.value("card_accuracy_train_samples", 0.0), row.value("card_accuracy_test_eval", 0.0),
+                      row.value("reward_train", 0.0), row.value("reward_valid", 0.0),
+                      row.contains("pairs") ? std::to_string(row.value("pairs", 0)) : "-",
+                      row.contains("ties_skipped") ? std::to_string(row.value("ties_skipped", 0)) : "-", held, margin, lr);
+  }
+  return md + "\nValues per round in `diagnostics.json`.\n\n";
 }
 
 std::string svg_link(const std::string& file, const std::string& alt) { return fmt::format("![{}]({})\n\n", alt, file); }
 
+}  // namespace
+
 // The metrics table of one list setting and its paired comparisons at K = 5: each round against
 // the KAR row, every knowledge source against none.
-std::string results_section(const ExperimentResults& res, const std::vector<std::string>& models, const std::vector<int>& ks) {
+// `user_history`: whether rows without a variant suffix encode the history with the text.
+std::string results_section(const ExperimentResults& res, const std::vector<std::string>& models, const std::vector<int>& ks,
+                            bool user_history) {
   std::string md = markdown_table(res, ks) + "\n";
   std::vector<std::pair<std::string, PairedComparison>> comps;
   for (const std::string& model : models) {
     const RowResult* none = res.find("no knowledge", model);
-    const RowResult* kar = nullptr;
-    for (const RowResult& r : res.rows)
-      if (r.model == model && r.name.rfind("KAR", 0) == 0) kar = &r;
+    // The encoding variant of a row ("(text alone)" / "(history + text)" from [eval] both_encodings).
+    auto variant = [](const std::string& name) {
+      for (const char* v : {" (text alone)", " (history + text)"})
+        if (name.size() > std::strlen(v) && name.compare(name.size() - std::strlen(v), std::string::npos, v) == 0) return std::string(v);
+      return std::string();
+    };
+    const RowResult* history = res.find("history text only", model);
     for (const RowResult& r : res.rows) {
       if (r.model != model) continue;
-      const RowResult* base = r.name.rfind("RLRF4Rec", 0) == 0 ? kar : (r.name == "no knowledge" ? nullptr : none);
-      if (!base) continue;
-      for (const char* metric : {"ndcg", "map"})
-        comps.push_back({fmt::format("{}: {} vs {}", model, r.name, base->name), compare_rows(r, *base, metric, 5)});
+      const bool llm = r.name.rfind("RLRF4Rec", 0) == 0 || r.name.rfind("KAR", 0) == 0;
+      std::vector<const RowResult*> bases;
+      const RowResult* kar = nullptr;
+      for (const RowResult& k : res.rows)
+        if (k.model == model && k.name.rfind("KAR", 0) == 0 && variant(k.name) == variant(r.name)) kar = &k;
+      if (r.name.rfind("RLRF4Rec", 0) == 0 && kar) bases.push_back(kar);
+      // What the LLM's words add beyond the history text they are encoded with.
+      const std::string v = variant(r.name);
+      if (llm && history && (v == " (history + text)" || (v.empty() && user_history))) bases.push_back(history);
+      if (r.name != "no knowledge" && none && bases.empty()) bases.push_back(none);
+      for (const RowResult* base : bases)
+        for (const char* metric : {"ndcg", "map"})
+          comps.push_back({fmt::format("{}: {} vs {}", model, r.name, base->name), compare_rows(r, *base, metric, 5)});
     }
   }
   if (!comps.empty()) {
@@ -69,6 +202,8 @@ std::string results_section(const ExperimentResults& res, const std::vector<std:
   }
   return md;
 }
+
+namespace {
 
 // Test NDCG@5 / MAP@5 per knowledge source, one series per model and metric, std as error bars.
 std::string metrics_chart(const ExperimentResults& res, const std::vector<std::string>& models) {
@@ -122,7 +257,7 @@ void stage_report(RunContext& ctx) {
     md += fmt::format("Rerankers retrained on each knowledge source, seeds {}; mean ± std over seeds. Test users only; "
                       "model selection on validation users.\n\n",
                       nlohmann::json(c.eval.seeds).dump());
-    md += results_section(res, c.eval.models, {1, 3, 5, 7, 10});
+    md += results_section(res, c.eval.models, {1, 3, 5, 7, 10}, c.knowledge.user_history);
     write_file_atomic(ctx.dir / "metrics_by_round.svg", metrics_chart(res, c.eval.models));
     md += svg_link("metrics_by_round.svg", "metrics by knowledge source");
   }
@@ -134,7 +269,7 @@ void stage_report(RunContext& ctx) {
     md += fmt::format("The same knowledge texts of the same users, rerankers retrained on `{}` lists (seeds {}); the run's "
                       "rewards and DPO used `{}` lists. Results in `{}`.\n\n",
                       setting, nlohmann::json(c.eval.seeds).dump(), c.prepare.setting, path.filename().string());
-    md += results_section(res, c.eval.also_models.empty() ? c.eval.models : c.eval.also_models, {5, 10});
+    md += results_section(res, c.eval.also_models.empty() ? c.eval.models : c.eval.also_models, {5, 10}, c.knowledge.user_history);
   }
 
   // Rewards: did DPO raise the reward of regenerated knowledge on train users?
@@ -142,7 +277,7 @@ void stage_report(RunContext& ctx) {
   md += fmt::format("Reward = mean {}@{} over the user's training lists with the response standing in for the user's knowledge "
                     "(reward model: {} trained on {} knowledge).\n\n",
                     c.reward.metric == "map" ? "MAP" : "NDCG", c.reward.k, c.reward.model, c.reward.train_knowledge);
-  md += "| responses of | scored by reward model of | responses | mean reward | pairs | ties skipped | mean best (chosen) | mean worst (rejected) |\n|---|---|---|---|---|---|---|---|\n";
+  md += "| responses of | scored by reward model of | responses | mean reward | pairs | ties skipped | mean best (chosen) | mean worst (rejected) | validation users' mean reward |\n|---|---|---|---|---|---|---|---|---|\n";
   Histogram hist;
   hist.title = "Reward distribution per round";
   hist.x_label = "reward";
@@ -195,7 +330,9 @@ void stage_report(RunContext& ctx) {
         hist.labels.push_back(fmt::format("round {}", r));
         hist.samples.push_back(std::move(values));
       }
-      md += fmt::format("| round {} | round {} | {} | {:.4f} | {} | {} | {} | {} |\n", r, m, rr.by_key.size(), rr.mean(), pairs, ties, ch, rej);
+      RoundRewards vr = load_rewards(ctx, m, r, Split::kValid);
+      md += fmt::format("| round {} | round {} | {} | {:.4f} | {} | {} | {} | {} | {} |\n", r, m, rr.by_key.size(), rr.mean(), pairs,
+                        ties, ch, rej, vr.by_key.empty() ? std::string("-") : fmt::format("{:.4f}", vr.mean()));
     }
   }
   md += "\n";
@@ -298,6 +435,10 @@ void stage_report(RunContext& ctx) {
     write_file_atomic(ctx.dir / "dpo_rewards.svg", render_svg(mc));
     md += svg_link("dpo_loss.svg", "DPO loss") + svg_link("dpo_rewards.svg", "DPO rewards and margin");
   }
+
+  const nlohmann::json diag = round_diagnostics(ctx);
+  write_file_atomic(ctx.dir / "diagnostics.json", diag.dump(1) + "\n");
+  md += diagnostics_section(diag, c);
 
   // Generation throughput and one example.
   md += "## Generation\n\n| round | responses | new tokens | seconds | tokens/s |\n|---|---|---|---|---|\n";

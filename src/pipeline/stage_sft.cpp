@@ -35,10 +35,15 @@ static std::vector<int32_t> target_ids(const RunContext& ctx, const std::string&
 static std::vector<SftExample> sft_examples(const RunContext& ctx, Split split) {
   const SftConfig& c = ctx.config.sft;
   std::vector<SftExample> out;
-  if (c.targets == "profile") {
+  if (c.targets == "profile" || c.targets == "card") {
+    // Cards: noisy ones ([sft] target_noise) for training and validation alike (validation loss
+    // measures the fit to what is trained); the true cards are what card accuracy compares with.
+    const std::vector<std::string> cards =
+        c.targets == "card" ? card_texts(ctx, c.target_noise, c.seed) : std::vector<std::string>{};
     for (int32_t u : ctx.users) {
       if (ctx.data.sequences[static_cast<size_t>(u)].split != split) continue;
-      out.push_back({ctx.prompt_ids[static_cast<size_t>(u)], target_ids(ctx, user_profile_summary(ctx.data, u))});
+      const std::string text = c.targets == "card" ? cards[static_cast<size_t>(u)] : user_profile_summary(ctx.data, u);
+      out.push_back({ctx.prompt_ids[static_cast<size_t>(u)], target_ids(ctx, text)});
     }
     return out;
   }

@@ -2,6 +2,7 @@
 // current: SFT warm start, generation of N responses per user, rewards from the recommender, best /
 // worst pairs, DPO, evaluation of the knowledge of every round, and the report.
 #pragma once
+#include "pipeline/experiment.h"
 #include "pipeline/run_context.h"
 
 namespace rlrf {
@@ -22,6 +23,9 @@ at::Tensor eval_mean_user_vectors(RunContext& ctx, const PreparedData& data, int
 // Trains round r's reward model (unless r == rounds) and scores round r's responses of training
 // users with it, and with the previous round's reward model (to measure what DPO changed).
 void stage_reward(RunContext& ctx, int round);
+// The reward fold of each participating training and validation user ([reward] folds; -1 for
+// others): fold k's users are scored by the reward model trained without them.
+std::vector<int> reward_folds(const RunContext& ctx);
 // Pairs of round r's responses, exported for TRL and LLaMA-Factory; returns the pair count.
 void stage_pairs(RunContext& ctx, int round);
 // DPO on round r-1's pairs: the policy of round r.
@@ -31,6 +35,11 @@ void stage_evaluate(RunContext& ctx);
 // results_<setting>.json for each [eval] also_settings entry.
 std::filesystem::path results_path(const RunContext& ctx, const std::string& setting);
 void stage_report(RunContext& ctx);
+// The results table of one list setting with its paired comparisons at K = 5 (each round against
+// KAR, LLM rows against the history text alone, other knowledge against none); `user_history`:
+// whether rows without a variant suffix encode the history with the text.
+std::string results_section(const ExperimentResults& res, const std::vector<std::string>& models, const std::vector<int>& ks,
+                            bool user_history);
 
 // Fingerprints shared between stages.
 std::string generate_fingerprint(const RunContext& ctx, int round);

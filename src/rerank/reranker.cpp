@@ -496,9 +496,13 @@ EvalResult evaluate_baseline(const PreparedData& data, Split split, const std::s
 // ---------------------------------------------------------------------------------------------
 // Rewards
 
-std::vector<MetricTable> knowledge_reward_metrics(const Reranker& r, const PreparedData& data,
-                                                  const KnowledgeVectors& kv, const std::vector<int32_t>& users,
-                                                  const at::Tensor& candidate_vectors) {
+namespace {
+
+// Every (candidate, list of its user) pair scored with the candidate's vector standing in for the
+// user's knowledge: pair_list / pair_cand say which list and candidate each score vector is of.
+std::vector<std::vector<float>> candidate_list_scores(const Reranker& r, const PreparedData& data, const KnowledgeVectors& kv,
+                                                     const std::vector<int32_t>& users, const at::Tensor& candidate_vectors,
+                                                     std::vector<int64_t>& pair_list, std::vector<int64_t>& pair_cand) {
   RLRF_CHECK(r.shape.user_dim > 0, "rewards need a reranker trained with user knowledge (this one has none)");
   RLRF_CHECK(candidate_vectors.dim() == 2 && candidate_vectors.size(0) == static_cast<int64_t>(users.size()) &&
                  candidate_vectors.size(1) == r.shape.user_dim,
@@ -511,7 +515,8 @@ std::vector<MetricTable> knowledge_reward_metrics(const Reranker& r, const Prepa
                lists_of_user.size());
     lists_of_user[u].push_back(static_cast<int64_t>(i));
   }
-  std::vector<int64_t> pair_list, pair_cand;
+  pair_list.clear();
+  pair_cand.clear();
   for (size_t c = 0; c < users.size(); ++c) {
     RLRF_CHECK(users[c] >= 0 && static_cast<size_t>(users[c]) < lists_of_user.size(),
                "knowledge rewards: user {} out of range (0..{})", users[c], lists_of_user.size());
@@ -520,9 +525,8 @@ std::vector<MetricTable> knowledge_reward_metrics(const Reranker& r, const Prepa
       pair_cand.push_back(static_cast<int64_t>(c));
     }
   }
-  std::vector<MetricTable> out(users.size());
-  if (pair_list.empty()) return out;
   std::vector<std::vector<float>> scores;
+  if (pair_list.empty()) return scores;
   {
     c10::InferenceMode guard;
     EvalModeGuard mode(r.model);
@@ -536,6 +540,17 @@ std::vector<MetricTable> knowledge_reward_metrics(const Reranker& r, const Prepa
     at::Tensor pair_feat = cand_feat.index_select(0, at::tensor(pair_cand, at::kLong).to(dev));  // [pairs, out]
     scores = score_core(r, data, kv, pair_list, pair_feat);
   }
+  return scores;
+}
+
+}  // namespace
+
+std::vector<MetricTable> knowledge_reward_metrics(const Reranker& r, const PreparedData& data,
+                                                  const KnowledgeVectors& kv, const std::vector<int32_t>& users,
+                                                  const at::Tensor& candidate_vectors) {
+  std::vector<int64_t> pair_list, pair_cand;
+  const std::vector<std::vector<float>> scores = candidate_list_scores(r, data, kv, users, candidate_vectors, pair_list, pair_cand);
+  std::vector<MetricTable> out(users.size());
   std::vector<std::vector<ListMetrics>> per(users.size());
   for (size_t p = 0; p < pair_list.size(); ++p)
     per[pair_cand[p]].push_back(list_metrics(data.lists[pair_list[p]].labels, scores[p]));
@@ -546,10 +561,37 @@ std::vector<MetricTable> knowledge_reward_metrics(const Reranker& r, const Prepa
 std::vector<double> knowledge_rewards(const Reranker& r, const PreparedData& data, const KnowledgeVectors& kv,
                                       const std::vector<int32_t>& users, const at::Tensor& candidate_vectors,
                                       const RewardOptions& options) {
-  RLRF_CHECK(options.metric == "ndcg" || options.metric == "map", "reward metric '{}' (use ndcg or map)",
-             options.metric);
-  const int ki = metric_k_index(options.k);
+  RLRF_CHECK(options.metric == "ndcg" || options.metric == "map" || options.metric == "margin",
+             "reward metric '{}' (use ndcg, map or margin)", options.metric);
   std::vector<double> out;
+  if (options.metric == "margin") {
+    // Per list: mean score of its relevant items minus mean score of the others (lists with only
+    // one kind count 0 and are left out); per candidate: the mean over its user's lists.
+    std::vector<int64_t> pair_list, pair_cand;
+    const std::vector<std::vector<float>> scores = candidate_list_scores(r, data, kv, users, candidate_vectors, pair_list, pair_cand);
+    std::vector<double> sum(users.size(), 0.0);
+    std::vector<int64_t> n(users.size(), 0);
+    for (size_t p = 0; p < pair_list.size(); ++p) {
+      const std::vector<uint8_t>& labels = data.lists[static_cast<size_t>(pair_list[p])].labels;
+      double pos = 0, neg = 0;
+      int64_t np = 0, nn = 0;
+      for (size_t i = 0; i < labels.size(); ++i) {
+        if (labels[i] > 0) {
+          pos += scores[p][i];
+          ++np;
+        } else {
+          neg += scores[p][i];
+          ++nn;
+        }
+      }
+      if (np == 0 || nn == 0) continue;
+      sum[static_cast<size_t>(pair_cand[p])] += pos / double(np) - neg / double(nn);
+      ++n[static_cast<size_t>(pair_cand[p])];
+    }
+    for (size_t c = 0; c < users.size(); ++c) out.push_back(n[c] ? sum[c] / double(n[c]) : 0.0);
+    return out;
+  }
+  const int ki = metric_k_index(options.k);
   for (const MetricTable& t : knowledge_reward_metrics(r, data, kv, users, candidate_vectors))
     out.push_back(options.metric == "ndcg" ? t.ndcg[ki] : t.map[ki]);
   return out;

@@ -147,10 +147,13 @@ std::vector<MetricTable> knowledge_reward_metrics(const Reranker& r, const Prepa
                                                   const KnowledgeVectors& kv, const std::vector<int32_t>& users,
                                                   const at::Tensor& candidate_vectors);
 struct RewardOptions {
-  std::string metric = "ndcg";  // ndcg | map
+  // ndcg | map (at k, the paper's) | margin: the mean score of the list's relevant items minus that
+  // of the others, a continuous reward that moves with every change of the vector, not only with
+  // changes of the top-k order.
+  std::string metric = "ndcg";
   int k = 5;
 };
-// The scalar reward per candidate: mean NDCG@K (or MAP@K) over the user's lists.
+// The scalar reward per candidate: mean NDCG@K, MAP@K or score margin over the user's lists.
 std::vector<double> knowledge_rewards(const Reranker& r, const PreparedData& data, const KnowledgeVectors& kv,
                                       const std::vector<int32_t>& users, const at::Tensor& candidate_vectors,
                                       const RewardOptions& options = {});

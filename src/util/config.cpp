@@ -147,7 +147,7 @@ std::string ConfigSection::canonical() const {
   // Keys that only say how the work is spread over the machine leave the results as they are, so
   // they stay out of the fingerprints that decide whether a stage must run again.
   toml::table t = *impl_->table;
-  for (const char* key : {"threads", "jobs"}) t.erase(key);
+  for (const char* key : {"threads", "jobs", "workers"}) t.erase(key);
   std::ostringstream ss;
   ss << t;
   return ss.str();

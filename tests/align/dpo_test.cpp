@@ -317,28 +317,19 @@ TEST(Dpo, PlantedPreferenceGeneralisesToHeldOutPairsAfterTheRoundTrip) {
   for (auto& [name, p] : llm::named_trainable_parameters(model)) ASSERT_EQ(p.scalar_type(), at::kFloat) << name;
 
   // Held-out pair accuracy and mean implicit reward margin beta * (log-ratio chosen - log-ratio rejected).
+  // (what the DPO stage reports on its held-out pairs: preference_metrics)
   auto held_out_margin = [&](llm::LlamaForCausalLM& policy, llm::LlamaForCausalLM& reference, double* accuracy) {
-    std::vector<double> pc, pr, rc, rr;
-    std::vector<std::vector<int32_t>> prompts, chosen, rejected;
-    for (const PreferencePair& p : held_out) {
-      prompts.push_back(p.prompt);
-      chosen.push_back(p.chosen);
-      rejected.push_back(p.rejected);
-    }
-    llm::pair_logprob_sums(policy, prompts, chosen, rejected, pc, pr);
-    llm::pair_logprob_sums(reference, prompts, chosen, rejected, rc, rr);
-    double mean = 0, right = 0;
-    for (size_t i = 0; i < held_out.size(); ++i) {
-      const double m = c.beta * ((pc[i] - rc[i]) - (pr[i] - rr[i]));
-      mean += m;
-      right += m > 0;
-    }
-    *accuracy = right / double(held_out.size());
-    return mean / double(held_out.size());
+    PreferenceMetrics m = preference_metrics(policy, held_out, c.beta, &reference);
+    *accuracy = m.accuracy;
+    return m.margin;
   };
   double acc_memory = 0, acc_fp32 = 0, acc_bf16 = 0, acc_old = 0;
   llm::LlamaForCausalLM base32 = tinystories();
   const double margin_memory = held_out_margin(model, base32, &acc_memory);
+  // The reference as the DPO stage takes it (the same model with its adapters off) gives the same.
+  const PreferenceMetrics adapters_off = preference_metrics(model, held_out, c.beta);
+  EXPECT_NEAR(adapters_off.margin, margin_memory, 1e-6);
+  EXPECT_GT(adapters_off.chosen_logratio, adapters_off.rejected_logratio);
   fs::path dir = fresh_temp_dir("dpo_planted");
   llm::save_lora(model, lora, dir);
   llm::ModelOptions fp32, bf16;

@@ -143,6 +143,31 @@ TEST(Prepare, SplitsAreSeededDisjointAndValidComesFromTrain) {
   EXPECT_NE(test_r, test_users);
 }
 
+TEST(Prepare, TestFoldsCoverEveryUserOnce) {
+  REQUIRE_ML100K();
+  const Dataset d = ml100k();
+  std::map<int32_t, int> test_count;
+  for (int k = 0; k < 3; ++k) {
+    PrepareConfig c;
+    c.folds = 3;
+    c.fold = k;
+    PreparedData p = prepare(d, c);
+    PrepareCounts n = count(p);
+    // 943 users: folds of 314, 314, 315 (positions [k n / 3, (k + 1) n / 3)); validation 10% of the rest.
+    EXPECT_EQ(n.users_per_split[2], k < 2 ? 314 : 315);
+    EXPECT_EQ(n.users_per_split[1], (943 - n.users_per_split[2]) / 10);
+    for (const UserSequence& s : p.sequences)
+      if (s.split == Split::kTest) ++test_count[s.user];
+    for (const RerankList& l : p.lists) EXPECT_EQ(l.split, p.sequences[static_cast<size_t>(l.user)].split);
+  }
+  EXPECT_EQ(test_count.size(), 943u);
+  for (auto& [u, n] : test_count) EXPECT_EQ(n, 1) << "user " << u;
+  PrepareConfig bad;
+  bad.folds = 3;
+  bad.fold = 3;
+  EXPECT_THROW(bad.validate(), Error);
+}
+
 TEST(Prepare, KarListsFollowSpec) {
   REQUIRE_ML100K();
   PreparedData p = prepare(ml100k(), PrepareConfig{});

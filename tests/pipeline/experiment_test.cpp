@@ -6,6 +6,7 @@
 #include <cmath>
 
 #include "pipeline/experiment.h"
+#include "pipeline/folds.h"
 #include "util/files.h"
 
 using namespace rlrf;
@@ -92,4 +93,32 @@ TEST(Experiment, ResultsFileRoundTripsAndRejectsOtherFiles) {
   } catch (const std::exception& e) {
     EXPECT_NE(std::string(e.what()).find("other.json"), std::string::npos) << e.what();
   }
+}
+
+TEST(Experiment, FoldsPoolTheirUsersAndWeightMeansByLists) {
+  // Fold 0: users 0, 1 over 10 lists; fold 1: users 2, 3, 4 over 30 lists (ids made disjoint).
+  auto fold = [](double map5, const std::vector<double>& per_user, int32_t first_user, int64_t lists) {
+    ExperimentResults r;
+    r.dataset = "ml-100k";
+    r.setting = "kar";
+    RowResult row{"RLRF4Rec round 1", "dlcm", {seed(1, map5, per_user), seed(2, map5 + 0.1, per_user)}};
+    for (SeedResult& s : row.seeds) {
+      s.test.count = lists;
+      for (int32_t& u : s.users) u += first_user;
+    }
+    r.rows.push_back(row);
+    r.rows.push_back({"only in fold 0", "dlcm", {seed(1, 0.5, {0.5})}});
+    return r;
+  };
+  std::vector<ExperimentResults> folds = {fold(0.4, {0.3, 0.5}, 0, 10), fold(0.2, {0.1, 0.2, 0.3}, 2, 30)};
+  folds[1].rows.pop_back();
+  ExperimentResults pooled = pool_experiments(folds);
+  ASSERT_EQ(pooled.rows.size(), 1u);  // a row missing from a fold is not pooled
+  const RowResult& row = pooled.rows[0];
+  ASSERT_EQ(row.seeds.size(), 2u);
+  EXPECT_NEAR(row.seeds[0].test.map_at(5), (0.4 * 10 + 0.2 * 30) / 40, 1e-12);
+  EXPECT_NEAR(row.seeds[1].test.map_at(5), (0.5 * 10 + 0.3 * 30) / 40, 1e-12);
+  EXPECT_EQ(row.seeds[0].test.count, 40);
+  EXPECT_EQ(row.seeds[0].users, (std::vector<int32_t>{0, 1, 2, 3, 4}));
+  EXPECT_NEAR(row.seeds[0].per_user[3].map[static_cast<size_t>(metric_k_index(5))], 0.2, 1e-12);
 }

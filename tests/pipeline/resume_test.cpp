@@ -1,6 +1,7 @@
 // A run killed with SIGKILL in the middle of generation resumes where it stopped: the final store
 // holds every (user, sample) exactly once, and the same texts as a run that was never interrupted
-// (each sequence's random stream depends on its seed, prompt and sample, not on its batch).
+// (each sequence's random stream depends on its seed, prompt and sample, not on its batch), whether
+// its chunks ran in worker processes (the killed run) or in the run's own process (the clean one).
 #include <gtest/gtest.h>
 
 #include <signal.h>
@@ -22,11 +23,14 @@ using namespace rlrf;
 
 namespace {
 
-std::string config_text(const fs::path& dir) {
+// `workers`: generation chunks side by side in worker processes (2) or one by one in the run's
+// process (1); the texts must not depend on it.
+std::string config_text(const fs::path& dir, int workers) {
   return "[run]\ndir = \"" + dir.string() + "\"\nrounds = 0\nmax_users = 30\n"
          "[prepare]\ndataset = \"ml-100k\"\n"
          "[model]\npath = \"{shared}/models/tinystories-656k\"\nchat_template = \"none\"\n"
          "[generate]\nn = 3\nmax_new_tokens = 16\nbatch_size = 4\nchunk = 4\ntemperature = 1.0\n"
+         "workers = " + std::to_string(workers) + "\n"
          "[knowledge]\nencoder = \"hash\"\n";
 }
 
@@ -63,8 +67,8 @@ TEST(Resume, KillDuringGenerationThenRerunLosesAndDuplicatesNothing) {
   if (shared_dir().empty()) GTEST_SKIP() << "no shared directory";
   fs::path base = fresh_temp_dir("resume");
   fs::path killed = base / "killed", clean = base / "clean";
-  write_file_atomic(base / "killed.toml", config_text(killed));
-  write_file_atomic(base / "clean.toml", config_text(clean));
+  write_file_atomic(base / "killed.toml", config_text(killed, 2));
+  write_file_atomic(base / "clean.toml", config_text(clean, 1));
   const int64_t total = 90 * 3;  // 30 users per split, 3 samples
 
   // Follows the run's progress through the store while it writes (as a user watching a run would).

@@ -8,8 +8,10 @@
 #include <algorithm>
 #include <cstdio>
 #include <nlohmann/json.hpp>
+#include <map>
 #include <set>
 
+#include "data/prepare.h"
 #include "pipeline/experiment.h"
 #include "pipeline/run_config.h"
 #include "pipeline/run_store.h"
@@ -39,6 +41,7 @@ std::string small_run(const fs::path& dir) {
          "[generate]\nn = 3\nmax_new_tokens = 24\nbatch_size = 12\ndtype = \"bf16\"\n"
          "[sft]\nenabled = true\nepochs = 1\nbatch_size = 8\nlr = 2e-3\n"
          "[knowledge]\nencoder = \"hash\"\n"
+         "[reward]\nfolds = 2\n"
          "[rerank]\nepochs = 2\npatience = 1\ndtype = \"bf16\"\n"
          "[dpo]\nbatch_size = 2\ngrad_accum = 2\nepochs = 1\nlr = 1e-3\n"
          "[eval]\nmodels = [\"dlcm\", \"prm\"]\nseeds = [1, 2]\nalso_settings = [\"kar\"]\nalso_models = [\"dlcm\"]\n";
@@ -57,13 +60,14 @@ TEST(Run, WholeLoopWritesEveryArtefactAndASecondRunChangesNothing) {
                         "rewards_chosen_rejected.svg", "reward_distribution.svg", "pairs/round0.trl.jsonl",
                         "pairs/dataset_info.json", "models/round1/adapter/adapter_config.json",
                         "models/round1/adapter/adapter_model.safetensors", "knowledge/round0.jsonl",
-                        "knowledge/round1.jsonl"})
+                        "knowledge/round1.jsonl", "knowledge/history.jsonl", "diagnostics.json",
+                        "models/reward0-fold0.rrk", "models/reward0-fold1.rrk"})
     EXPECT_TRUE(fs::exists(dir / f)) << f;
 
   // The paper's rows, each model, each seed.
   ExperimentResults res = load_experiment(dir / "results.json");
   EXPECT_EQ(res.setting, "first-stage");
-  for (const char* row : {"no knowledge", "profile", "KAR (SFT LLM, before DPO)", "RLRF4Rec round 1"}) {
+  for (const char* row : {"no knowledge", "history text only", "profile", "KAR (SFT LLM, before DPO)", "RLRF4Rec round 1"}) {
     for (const char* model : {"dlcm", "prm"}) {
       const RowResult* r = res.find(row, model);
       ASSERT_NE(r, nullptr) << row << "@" << model;
@@ -85,7 +89,8 @@ TEST(Run, WholeLoopWritesEveryArtefactAndASecondRunChangesNothing) {
     for (const SeedResult& s : r->seeds) EXPECT_NE(s.test.count, res.find(row, "dlcm")->seeds[0].test.count) << row;
   }
   std::string report = read_file(dir / "report.md");
-  for (const char* part : {"## Test metrics", "## Test metrics on `kar` lists (the paper's setting)", "Paired comparisons", "Did DPO raise the reward?", "## DPO", "RLRF4Rec round 1"})
+  for (const char* part : {"## Test metrics", "## Test metrics on `kar` lists (the paper's setting)", "Paired comparisons", "Did DPO raise the reward?", "## DPO", "RLRF4Rec round 1",
+                           "## Per-round diagnostics", "vs history text only"})
     EXPECT_NE(report.find(part), std::string::npos) << part;
 
   // Pairs: one TRL line per pair, each with its prompt and two different answers.
@@ -99,14 +104,25 @@ TEST(Run, WholeLoopWritesEveryArtefactAndASecondRunChangesNothing) {
   }
   EXPECT_GT(pairs, 0);
 
-  // Rewards go to training users only; every (user, sample) of every split was generated.
+  // Rewards go to training users (paired) and validation users (reported), never to test users;
+  // every (user, sample) of every split was generated.
   {
     RunStore store(dir / "run.sqlite");
     const std::vector<StoredResponse> responses = store.responses(0);
     EXPECT_EQ(responses.size(), 3u * 16u * 3u);  // 16 users per split, 3 samples
-    std::set<int32_t> rewarded;
-    for (const StoredReward& r : store.rewards(0, 0)) rewarded.insert(r.user);
-    EXPECT_EQ(rewarded.size(), 16u);
+    PreparedData data = load_prepared(dir / "prepared.bin");
+    std::map<Split, std::set<int32_t>> rewarded;
+    for (const StoredReward& r : store.rewards(0, 0)) rewarded[data.sequences[static_cast<size_t>(r.user)].split].insert(r.user);
+    EXPECT_EQ(rewarded[Split::kTrain].size(), 16u);
+    EXPECT_EQ(rewarded[Split::kValid].size(), 16u);
+    EXPECT_EQ(rewarded[Split::kTest].size(), 0u);
+    // Per round: length, stop rate, distinct-2, card accuracy, held-out pairs of the DPO round.
+    nlohmann::json diag = nlohmann::json::parse(read_file(dir / "diagnostics.json"));
+    ASSERT_EQ(diag.size(), 2u);
+    for (const char* key : {"mean_tokens", "eos_rate", "distinct2", "card_accuracy_test_eval", "reward_train", "reward_valid"})
+      EXPECT_TRUE(diag[0].contains(key)) << key;
+    EXPECT_EQ(diag[0]["test_users"].size(), 16u);
+    EXPECT_TRUE(diag[1].contains("heldout_accuracy"));
     std::string knowledge = read_file(dir / "knowledge" / "round0.jsonl");
     EXPECT_EQ(std::count(knowledge.begin(), knowledge.end(), '\n'), 48);
   }

@@ -162,6 +162,36 @@ TEST(RerankTrain, RewardsWithOwnVectorReproduceScores) {
   EXPECT_GT(own_sum, wrong_sum + 0.2 * (cand_users.size() / 2));  // the reward sees the knowledge
   auto map_rewards = knowledge_rewards(r, p.data, p.kv, cand_users, cands, {"map", 3});
   EXPECT_NEAR(map_rewards[0], tables[0].map_at(3), 1e-12);
+  // The score margin: per list, mean score of relevant items minus mean score of the others, from
+  // the scores themselves; averaged over the user's lists with both kinds. It sees the knowledge too.
+  auto margins = knowledge_rewards(r, p.data, p.kv, cand_users, cands, {"margin", 5});
+  {
+    const int32_t u = cand_users[0];
+    std::vector<int64_t> own_lists;
+    for (size_t i = 0; i < p.data.lists.size(); ++i)
+      if (p.data.lists[i].user == u) own_lists.push_back(static_cast<int64_t>(i));
+    auto scores = score_lists(r, p.data, p.kv, own_lists);
+    double sum = 0;
+    int n = 0;
+    for (size_t l = 0; l < own_lists.size(); ++l) {
+      const auto& labels = p.data.lists[static_cast<size_t>(own_lists[l])].labels;
+      double pos = 0, neg = 0;
+      int np = 0, nn = 0;
+      for (size_t i = 0; i < labels.size(); ++i) (labels[i] ? (pos += scores[l][i], ++np) : (neg += scores[l][i], ++nn));
+      if (np && nn) {
+        sum += pos / np - neg / nn;
+        ++n;
+      }
+    }
+    ASSERT_GT(n, 0);
+    EXPECT_NEAR(margins[0], sum / n, 1e-6);
+  }
+  double own_margin = 0, wrong_margin = 0;
+  for (size_t c = 0; c < cand_users.size(); c += 2) {
+    own_margin += margins[c];
+    wrong_margin += margins[c + 1];
+  }
+  EXPECT_GT(own_margin, wrong_margin);
   EXPECT_THROW(knowledge_rewards(r, p.data, p.kv, cand_users, cands.narrow(1, 0, 3)), Error);  // wrong vector size
   Reranker base = train_reranker(p.data, {}, small_config("dlcm", 1));
   EXPECT_THROW(knowledge_rewards(base, p.data, {}, cand_users, cands), Error);

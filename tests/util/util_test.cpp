@@ -131,10 +131,11 @@ TEST(RunIsolated, AJobsErrorNamesItAndKeepsWhatFinished) {
   try {
     run_isolated(
         6, 2,
+        // Jobs 0 and 1 start together (2 workers); job 1 fails at once while job 0 still runs.
+        // Whatever the machine's load, job 0 finishes and is handed back and no later job starts.
         [](int64_t i) -> std::string {
-          if (i == 2) throw Error("bad input in list 17");
-          if (i != 3) return "ok";
-          ::usleep(300000);  // running when job 2 fails: it finishes and is handed back
+          if (i == 1) throw Error("bad input in list 17");
+          ::usleep(300000);
           return "late";
         },
         [&](int64_t i, const std::string&) { finished.push_back(i); },
@@ -144,7 +145,7 @@ TEST(RunIsolated, AJobsErrorNamesItAndKeepsWhatFinished) {
     EXPECT_NE(std::string(e.what()).find("bad input in list 17"), std::string::npos) << e.what();
   }
   std::sort(finished.begin(), finished.end());
-  EXPECT_EQ(finished, (std::vector<int64_t>{0, 1, 3}));  // 4 and 5 never started
+  EXPECT_EQ(finished, (std::vector<int64_t>{0}));  // 2..5 never started
 }
 
 TEST(RunIsolated, AWorkerKilledByASignalIsAnErrorNamingTheJob) {
