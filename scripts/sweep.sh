@@ -28,7 +28,7 @@ for beta in 0.01 0.1 0.3; do
   done
 done
 # The best cell: the highest last-round card accuracy of test users.
-best=$("$rlrf" summary "${cells[@]}" | awk -F'|' 'NR > 2 { n = split($6, a, " → "); if (a[n] + 0 > best + 0) { best = a[n]; cell = $2 } } END { gsub(/ /, "", cell); print cell }')
+best=$("$rlrf" summary "${cells[@]}" | awk -F'|' 'BEGIN { best = -1 } NR > 2 { n = split($6, a, " → "); if (a[n] + 0 > best + 0) { best = a[n]; cell = $2 } } END { gsub(/ /, "", cell); print cell }')
 beta=$(sed -E 's/.*beta([0-9.]+)-epochs.*/\1/' <<< "$best")
 epochs=$(sed -E 's/.*-epochs([0-9]+)-n4/\1/' <<< "$best")
 cell "beta$beta-epochs$epochs-n8" "$beta" "$epochs" 8

@@ -5,6 +5,7 @@
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
+#include <cmath>
 #include <cstdio>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -28,6 +29,7 @@ struct RoundSummary {
   int64_t card_users = 0;
   double heldout_sum = 0;
   int heldout_n = 0;
+  int64_t concordant = 0, concordance_pairs = 0;  // reward vs card accuracy, training users
 };
 
 std::map<int, RoundSummary> read_diagnostics(const fs::path& dir) {
@@ -46,6 +48,9 @@ std::map<int, RoundSummary> read_diagnostics(const fs::path& dir) {
         s.card_sum += v.get<double>();
         ++s.card_users;
       }
+      const int64_t pairs = row.value("reward_card_pairs", int64_t{0});
+      s.concordance_pairs += pairs;
+      s.concordant += static_cast<int64_t>(std::llround(row.value("reward_card_concordance", 0.5) * static_cast<double>(pairs)));
       if (row.contains("heldout_accuracy") && row.value("heldout_pairs", 0) > 0) {
         s.heldout_sum += row.value("heldout_accuracy", 0.0);
         ++s.heldout_n;
@@ -75,16 +80,18 @@ int run(int argc, char** argv) {
 
   std::string md =
       "| run | beta | DPO epochs | N | card acc. (test) by round | NDCG@5 (test) KAR, rounds | last round - KAR NDCG@5 | "
-      "users up / down | sign test p | held-out pair acc. by round |\n|---|---|---|---|---|---|---|---|---|---|\n";
+      "users up / down | sign test p | held-out pair acc. by round | reward-card concordance by round |\n"
+      "|---|---|---|---|---|---|---|---|---|---|---|\n";
   for (const std::string& d : dirs) {
     const fs::path dir(d);
     const rlrf::RunConfig c = run_config_of(dir);
     RLRF_CHECK(fs::exists(dir / "results.json"), "{}: no results.json (the run has not finished its evaluation)", d);
     const rlrf::ExperimentResults res = rlrf::load_experiment(dir / "results.json");
     const std::map<int, RoundSummary> diag = read_diagnostics(dir);
-    std::vector<std::string> card, heldout, ndcg;
+    std::vector<std::string> card, heldout, ndcg, concordance;
     for (auto& [r, s] : diag) {
       card.push_back(s.card_users ? fmt::format("{:.3f}", s.card_sum / double(s.card_users)) : "-");
+      concordance.push_back(s.concordance_pairs ? fmt::format("{:.3f}", double(s.concordant) / double(s.concordance_pairs)) : "-");
       if (r > 0) heldout.push_back(s.heldout_n ? fmt::format("{:.3f}", s.heldout_sum / s.heldout_n) : "-");
     }
     const rlrf::RowResult *kar = nullptr, *last = nullptr;
@@ -104,8 +111,9 @@ int run(int argc, char** argv) {
       users = fmt::format("{} / {}", cmp.users_a_better, cmp.users_b_better);
       p = fmt::format("{:.3g}", cmp.sign_test_p);
     }
-    md += fmt::format("| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n", d, c.dpo.beta, c.dpo.epochs, c.generate.n,
-                      rlrf::join(card, " → "), rlrf::join(ndcg, " → "), diff, users, p, heldout.empty() ? "-" : rlrf::join(heldout, ", "));
+    md += fmt::format("| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n", d, c.dpo.beta, c.dpo.epochs, c.generate.n,
+                      rlrf::join(card, " → "), rlrf::join(ndcg, " → "), diff, users, p, heldout.empty() ? "-" : rlrf::join(heldout, ", "),
+                      rlrf::join(concordance, ", "));
   }
   std::printf("%s", md.c_str());
   return 0;

@@ -85,6 +85,36 @@ nlohmann::json round_diagnostics(const RunContext& ctx) {
         card_n[static_cast<size_t>(split)] += 1;
       }
     }
+    // Does the reward know the better card? Over training users' pairs of samples with different
+    // rewards and different card accuracy: the share where the higher reward has the higher accuracy;
+    // and the card accuracy of the best minus the worst sample (what DPO's pairs carry).
+    const RoundRewards own = load_rewards(ctx, reward_model_round(ctx, r), r);
+    int64_t concordant = 0, discordant = 0, best_worst_users = 0;
+    double best_minus_worst = 0;
+    for (auto& [u, list] : by_user) {
+      if (ctx.data.sequences[static_cast<size_t>(u)].split != Split::kTrain) continue;
+      std::vector<std::pair<double, double>> rc;  // (reward, card accuracy)
+      for (const StoredResponse* x : list)
+        if (auto it = own.by_key.find({u, x->sample}); it != own.by_key.end())
+          rc.push_back({it->second, card_agreement(cards[static_cast<size_t>(u)], x->text).score()});
+      if (rc.size() < 2) continue;
+      for (size_t i = 0; i < rc.size(); ++i)
+        for (size_t j = i + 1; j < rc.size(); ++j) {
+          const double dr = rc[i].first - rc[j].first, da = rc[i].second - rc[j].second;
+          if (dr == 0 || da == 0) continue;
+          ((dr > 0) == (da > 0) ? concordant : discordant) += 1;
+        }
+      // select_pairs' choice: the first best and the first worst (lowest sample index on ties).
+      size_t best = 0, worst = 0;
+      for (size_t i = 1; i < rc.size(); ++i) {
+        if (rc[i].first > rc[best].first) best = i;
+        if (rc[i].first < rc[worst].first) worst = i;
+      }
+      if (rc[best].first > rc[worst].first) {
+        best_minus_worst += rc[best].second - rc[worst].second;
+        ++best_worst_users;
+      }
+    }
     // The evaluation knowledge ([eval] decode) of test users: card accuracy per user.
     const std::vector<std::string> eval_texts = eval_knowledge_texts(ctx, r);
     nlohmann::json test_users = nlohmann::json::array(), test_scores = nlohmann::json::array();
@@ -106,6 +136,9 @@ nlohmann::json round_diagnostics(const RunContext& ctx) {
                           {"card_accuracy_test_samples", card_n[2] ? card_sum[2] / card_n[2] : 0.0},
                           {"card_accuracy_test_eval", test_scores.empty() ? 0.0 : test_sum / static_cast<double>(test_scores.size())},
                           {"eval_decode", c.eval.decode},
+                          {"reward_card_concordance", concordant + discordant ? double(concordant) / double(concordant + discordant) : 0.5},
+                          {"reward_card_pairs", concordant + discordant},
+                          {"best_minus_worst_card_accuracy", best_worst_users ? best_minus_worst / double(best_worst_users) : 0.0},
                           {"test_users", test_users},
                           {"test_card_accuracy", test_scores}};
     if (auto doc = ctx.store->doc(fmt::format("pairs/{}", r))) {
@@ -136,11 +169,14 @@ std::string diagnostics_section(const nlohmann::json& diag, const RunConfig& c) 
                     "training users (who make the pairs) and of validation users (never paired); with [reward] folds = {} each "
                     "user is scored by a reward model that did not train on it. Held-out pairs: {:.0f}% of round r-1's pairs, "
                     "not trained on; log-ratio = log pi_r - log pi_(r-1) summed over the response (its mean over chosen and "
-                    "rejected estimates the KL step).\n\n",
+                    "rejected estimates the KL step). Reward-card concordance: over training users' pairs of samples that "
+                    "differ in both, the share where the higher reward goes with the higher card accuracy (0.5: the reward "
+                    "cannot tell the better card); best - worst: card accuracy of the highest- minus the lowest-rewarded "
+                    "sample, what DPO's pairs teach.\n\n",
                     c.generate.n, c.eval.decode, c.reward.folds, 100 * c.dpo.heldout_fraction);
   md += "| round | mean tokens | stop rate | distinct-2 | card acc. train | card acc. test (eval) | reward train | reward valid | pairs | "
-        "ties skipped | held-out pair acc. | held-out margin | log-ratio chosen / rejected |\n"
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
+        "ties skipped | reward-card concordance | best - worst card acc. | held-out pair acc. | held-out margin | "
+        "log-ratio chosen / rejected |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
   for (const nlohmann::json& row : diag) {
     std::string held = "-", margin = "-", lr = "-";
     if (row.contains("heldout_accuracy") && row.value("heldout_pairs", 0) > 0) {
@@ -148,12 +184,14 @@ std::string diagnostics_section(const nlohmann::json& diag, const RunConfig& c) 
       margin = fmt::format("{:+.4f}", row.value("heldout_margin", 0.0));
       lr = fmt::format("{:+.3f} / {:+.3f}", row.value("heldout_chosen_logratio", 0.0), row.value("heldout_rejected_logratio", 0.0));
     }
-    md += fmt::format("| {} | {:.1f} | {:.3f} | {:.3f} | {:.3f} | {:.3f} | {:.4f} | {:.4f} | {} | {} | {} | {} | {} |\n",
+    md += fmt::format("| {} | {:.1f} | {:.3f} | {:.3f} | {:.3f} | {:.3f} | {:.4f} | {:.4f} | {} | {} | {:.3f} ({} pairs) | {:+.3f} | {} | {} | {} |\n",
                       row.value("round", 0), row.value("mean_tokens", 0.0), row.value("eos_rate", 0.0), row.value("distinct2", 0.0),
                       row.value("card_accuracy_train_samples", 0.0), row.value("card_accuracy_test_eval", 0.0),
                       row.value("reward_train", 0.0), row.value("reward_valid", 0.0),
                       row.contains("pairs") ? std::to_string(row.value("pairs", 0)) : "-",
-                      row.contains("ties_skipped") ? std::to_string(row.value("ties_skipped", 0)) : "-", held, margin, lr);
+                      row.contains("ties_skipped") ? std::to_string(row.value("ties_skipped", 0)) : "-",
+                      row.value("reward_card_concordance", 0.5), row.value("reward_card_pairs", 0),
+                      row.value("best_minus_worst_card_accuracy", 0.0), held, margin, lr);
   }
   return md + "\nValues per round in `diagnostics.json`.\n\n";
 }
