@@ -21,7 +21,8 @@ void RewardConfig::read(const ConfigSection& s) {
   RLRF_CHECK(folds >= 1 && folds <= 50, "{}: folds must be in 1..50, got {}", s.where(), folds);
   RLRF_CHECK(dtype == "fp32" || dtype == "bf16", "{}: dtype must be fp32 or bf16, got \"{}\"", s.where(), dtype);
   RLRF_CHECK(min_margin >= 0, "{}: min_margin must be >= 0, got {}", s.where(), min_margin);
-  RLRF_CHECK(model == "dlcm" || model == "prm", "{}: model must be dlcm or prm, got \"{}\"", s.where(), model);
+  RLRF_CHECK(model == "dlcm" || model == "prm" || model == "card", "{}: model must be dlcm, prm or card, got \"{}\"",
+             s.where(), model);
   RLRF_CHECK(metric == "ndcg" || metric == "map" || metric == "margin", "{}: metric must be ndcg, map or margin, got \"{}\"",
              s.where(), metric);
   metric_k_index(k);

@@ -16,7 +16,11 @@ class ConfigSection;
 class TextEncoder;
 
 struct RewardConfig {
-  std::string model = "dlcm";  // the reward model: dlcm | prm
+  // The reward model: dlcm | prm (the paper's: a reranker), or "card", a control that is not the
+  // paper's method: the reward of a response is its card accuracy against the user's true card
+  // (knowledge/card.h), no recommender involved. It tells whether the policy can learn what a
+  // perfect reward asks for, apart from whether a recommender can tell it.
+  std::string model = "dlcm";
   std::string metric = "ndcg";  // ndcg | map (at k, the paper's) | margin (rerank/reranker.h RewardOptions)
   int k = 5;
   // Knowledge the reward model trains with, per user: "profile" (the profile summaries: one reward

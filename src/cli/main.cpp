@@ -47,10 +47,7 @@ int main(int argc, char** argv) {
   try {
     rlrf::init_threads();
     return it->run(static_cast<int>(args.size()), args.data());
-  } catch (const rlrf::Error& e) {
-    std::fprintf(stderr, "error: %s\n", e.what());
-    return 1;
-  } catch (const std::exception& e) {
+  } catch (const std::exception& e) {  // rlrf::Error (named place and cause) and anything else
     std::fprintf(stderr, "error: %s\n", e.what());
     return 1;
   }

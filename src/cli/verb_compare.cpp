@@ -45,7 +45,7 @@ int run(int argc, char** argv) {
   app.add_option("b", file_b, "results JSON of B (default: A's file)");
   app.add_option("--row-a", row_a, "row of A: 'name' or 'name@model'");
   app.add_option("--row-b", row_b, "row of B: 'name' or 'name@model'");
-  app.add_option("--k", ks, "cut-offs to compare (default 5)");
+  app.add_option("--k", ks, "cut-offs to compare")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   if (file_b.empty()) file_b = file_a;
   rlrf::ExperimentResults a = rlrf::load_experiment(file_a), b = rlrf::load_experiment(file_b);

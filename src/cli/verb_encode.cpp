@@ -72,8 +72,8 @@ int run(int argc, char** argv) {
                  "sentence-transformers folder's, else mean)");
   app.add_flag("--normalize", o.normalize, "L2-normalise the vectors");
   app.add_option("--max-length", o.max_length, "tokens per text, [CLS]/[SEP] included (default: the model's limit)");
-  app.add_option("--dtype", o.dtype, "fp32 | bf16 (default fp32)");
-  app.add_option("--batch-size", o.batch_size, "texts per forward pass (default 64)");
+  app.add_option("--dtype", o.dtype, "fp32 | bf16")->capture_default_str();
+  app.add_option("--batch-size", o.batch_size, "texts per forward pass")->capture_default_str();
   app.add_option("--cache-dir", cache_dir, "encode through this on-disk cache (a rerun encodes nothing twice)");
   app.add_option("--threads", threads, "intra-op threads (default: all cores)");
   CLI11_PARSE(app, argc, argv);

@@ -19,12 +19,13 @@ static int run(int argc, char** argv) {
   int window = 0;
   bool drop = false;
   app.add_option("--config", config_path, "TOML file; its [prepare] section is read first")->check(CLI::ExistingFile);
-  app.add_option("--dataset", dataset, "ml-100k | ml-1m | amazon-books (default ml-100k)");
+  const rlrf::PrepareConfig defaults;
+  app.add_option("--dataset", dataset, "ml-100k | ml-1m | amazon-books (default " + defaults.dataset + ")");
   app.add_option("--data-dir", data_dir, "directory holding <dataset>/ (default: the shared data directory)");
-  app.add_option("--setting", setting, "kar | popularity | first-stage (default kar)");
+  app.add_option("--setting", setting, "kar | popularity | first-stage (default " + defaults.setting + ")");
   app.add_option("--first-stage", first_stage, "candidate generator of setting first-stage: itemknn | mf");
-  app.add_option("--window", window, "first-stage window length in interactions (default 30)");
-  app.add_option("--seed", seed, "random seed (default 42)");
+  app.add_option("--window", window, "first-stage window length in interactions (default " + std::to_string(defaults.first_stage_window) + ")");
+  app.add_option("--seed", seed, "random seed (default " + std::to_string(defaults.seed) + ")");
   app.add_flag("--drop-lists-without-positive", drop, "drop training lists that have no positive label");
   app.add_option("--out", out_dir, "output directory (prepared.bin)")->required();
   CLI11_PARSE(app, argc, argv);

@@ -44,24 +44,6 @@ struct Meta {
   std::string title, brand, category;
 };
 
-void append_utf8(std::string& out, uint32_t cp) {
-  if (cp < 0x80) {
-    out += static_cast<char>(cp);
-  } else if (cp < 0x800) {
-    out += static_cast<char>(0xC0 | (cp >> 6));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else if (cp < 0x10000) {
-    out += static_cast<char>(0xE0 | (cp >> 12));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else if (cp < 0x110000) {
-    out += static_cast<char>(0xF0 | (cp >> 18));
-    out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  }
-}
-
 // HTML entities the metadata carries (&amp; &quot; &#39; &#x27; ...) decoded, whitespace runs
 // (including newlines) collapsed to one space, trimmed.
 std::string clean_text(std::string_view s) {
@@ -89,7 +71,7 @@ std::string clean_text(std::string_view s) {
             cp = cp * (hex ? 16 : 10) + static_cast<uint32_t>(v);
           }
           if (ok && cp > 0 && cp < 0x110000) {
-            append_utf8(decoded, cp);
+            utf8_append(decoded, cp);
             i = semi;
             continue;
           }

@@ -5,6 +5,8 @@
 
 #include <cstdint>
 
+#include "util/strings.h"
+
 namespace rlrf {
 namespace {
 
@@ -20,24 +22,6 @@ constexpr std::string_view kLatin1 =
     "aaaaaa#ceeeeiiiidnooooo ouuuuy##"
     "aaaaaa#ceeeeiiiidnooooo ouuuuy#y";
 static_assert(kLatin1.size() == 0x40);
-
-void append_code_point_utf8(std::string& out, uint32_t cp) {
-  if (cp < 0x80) {
-    out += static_cast<char>(cp);
-  } else if (cp < 0x800) {
-    out += static_cast<char>(0xC0 | (cp >> 6));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else if (cp < 0x10000) {
-    out += static_cast<char>(0xE0 | (cp >> 12));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else {
-    out += static_cast<char>(0xF0 | (cp >> 18));
-    out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  }
-}
 
 // Decodes one UTF-8 sequence at s[i]; returns the code point and advances i. Invalid bytes give
 // U+FFFD and advance by one.
@@ -89,7 +73,7 @@ void normalise_non_ascii(std::string& out, uint32_t cp) {
   switch (cp) {
     case 0xA3: case 0xA5: case 0x20AC:  // £ ¥ €: symbols GloVe knows, one token each
       out += ' ';
-      append_code_point_utf8(out, cp);
+      utf8_append(out, cp);
       out += ' ';
       return;
     case 0xAB: case 0xBB: case 0x201C: case 0x201D: case 0x201E: case 0x201F: case 0x2033:
@@ -116,7 +100,7 @@ void normalise_non_ascii(std::string& out, uint32_t cp) {
                    (cp >= 0xFE00 && cp <= 0xFE0F) || cp == 0xFEFF || cp == 0xFFFD || cp >= 0x1F000 ||
                    cp == 0xD7 || cp == 0xF7;
   if (separator) out += ' ';
-  else append_code_point_utf8(out, cp);
+  else utf8_append(out, cp);
 }
 
 std::string normalise(std::string_view text) {

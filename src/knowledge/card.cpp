@@ -8,7 +8,6 @@
 #include <cctype>
 #include <map>
 #include <set>
-#include <set>
 
 #include "data/rng.h"
 #include "util/error.h"
@@ -205,6 +204,28 @@ KnowledgeCard noisy_card(const KnowledgeCard& card, double p, const CardVocabula
     out.rater = other({kRaters[0], kRaters[1], kRaters[2]}, {card.rater}, card.rater);
   if (!out.favourite.empty() && rng.uniform01() < p) out.favourite = other(vocab.titles, {card.favourite}, card.favourite);
   return out;
+}
+
+double plant_card_labels(PreparedData& data, const std::vector<KnowledgeCard>& cards) {
+  RLRF_CHECK(cards.size() == data.sequences.size(), "plant_card_labels: {} cards for {} users", cards.size(),
+             data.sequences.size());
+  int64_t positive = 0, total = 0;
+  for (RerankList& l : data.lists) {
+    const KnowledgeCard& card = cards.at(static_cast<size_t>(l.user));
+    if (!card.liked.empty()) {
+      for (size_t i = 0; i < l.items.size(); ++i) {
+        bool liked = false, disliked = false;
+        for (const std::string& g : item_genres(data.dataset.items.at(static_cast<size_t>(l.items[i])))) {
+          for (const std::string& x : card.liked) liked = liked || same(g, x);
+          for (const std::string& x : card.disliked) disliked = disliked || same(g, x);
+        }
+        l.labels[i] = liked && !disliked ? 1 : 0;
+      }
+    }
+    for (uint8_t y : l.labels) positive += y;
+    total += static_cast<int64_t>(l.labels.size());
+  }
+  return total > 0 ? double(positive) / double(total) : 0.0;
 }
 
 }  // namespace rlrf

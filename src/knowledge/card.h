@@ -66,4 +66,10 @@ CardVocabulary card_vocabulary(const PreparedData& data);
 // The draws come from a stream of (seed, user): the same inputs give the same card.
 KnowledgeCard noisy_card(const KnowledgeCard& card, double p, const CardVocabulary& vocab, uint64_t seed, int32_t user);
 
+// Planted labels ([prepare] labels = "card"): every item of every list of a user with a card is
+// relabelled positive when one of its genres (category) is among the card's liked genres and none is
+// its disliked genre, else negative. Users whose card states no liked genre keep their labels.
+// `cards` is indexed by user. Returns the share of positive labels after planting.
+double plant_card_labels(PreparedData& data, const std::vector<KnowledgeCard>& cards);
+
 }  // namespace rlrf

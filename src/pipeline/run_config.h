@@ -110,7 +110,7 @@ struct RunConfig {
   EvalConfig eval;
   ConfigFile file;  // the parsed TOML, for stage fingerprints
 
-  // Parses every section; `overrides` are "section.key=value" assignments applied first.
+  // Parses every section of `file` (--set assignments are applied to it before: ConfigFile::set).
   static RunConfig from_file(const ConfigFile& file);
   // Canonical text of the named sections (fingerprint input).
   std::string sections_text(const std::vector<std::string>& names) const;

@@ -135,6 +135,18 @@ RunContext open_run(const RunConfig& config) {
   log_info("prompts: template {}, mean {:.0f} tokens, {} of {} cut to fit {} tokens", ctx.chat_template,
            ctx.users.empty() ? 0.0 : double(total_tokens) / double(ctx.users.size()), cut, ctx.users.size(), max_prompt);
 
+  if (config.prepare.labels == "card") {
+    // Planted labels: the cards of the items each prompt shows rank the lists (users who take no
+    // part in the run: the card of their whole prefix).
+    std::vector<KnowledgeCard> cards = user_cards(ctx);
+    std::vector<char> in_run(ctx.data.sequences.size(), 0);
+    for (int32_t u : ctx.users) in_run[static_cast<size_t>(u)] = 1;
+    for (size_t u = 0; u < cards.size(); ++u)
+      if (!in_run[u]) cards[u] = user_card(ctx.data, static_cast<int32_t>(u));
+    double share = plant_card_labels(ctx.data, cards);
+    log_info("prepare: planted labels from the users' knowledge cards ([prepare] labels = \"card\"): {:.1f}% positive",
+             100.0 * share);
+  }
   ctx.encoder = make_encoder(config.knowledge.encoder);
   return ctx;
 }

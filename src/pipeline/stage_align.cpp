@@ -87,14 +87,22 @@ static std::vector<StoredReward> score_round(RunContext& ctx, int model_round, i
   }
   std::vector<StoredReward> rows;
   std::vector<RewardedResponse> rewarded;
+  const bool card_reward = ctx.config.reward.model == "card";
+  const std::vector<KnowledgeCard> cards = card_reward ? user_cards(ctx) : std::vector<KnowledgeCard>{};
   for (int f = 0; f < k; ++f) {
     const std::vector<UserResponse>& responses = by_fold[static_cast<size_t>(f)];
     if (responses.empty()) continue;
-    Reranker r = load_reranker(reward_model_path(ctx, model_round, f), ctx.device);
-    r.threads = ctx.config.rerank.threads;
-    RewardModel model = reward_model_from(ctx, r);
-    std::vector<double> rewards = score_responses(model, ctx.data, responses, ctx.config.reward, *ctx.encoder,
-                                                  ctx.encode_cache(), ctx.config.knowledge.user_history);
+    std::vector<double> rewards;
+    if (card_reward) {
+      for (const UserResponse& x : responses)
+        rewards.push_back(card_agreement(cards[static_cast<size_t>(x.user)], x.text).score());
+    } else {
+      Reranker r = load_reranker(reward_model_path(ctx, model_round, f), ctx.device);
+      r.threads = ctx.config.rerank.threads;
+      RewardModel model = reward_model_from(ctx, r);
+      rewards = score_responses(model, ctx.data, responses, ctx.config.reward, *ctx.encoder, ctx.encode_cache(),
+                                ctx.config.knowledge.user_history);
+    }
     for (size_t i = 0; i < responses.size(); ++i) {
       rows.push_back({model_round, round, responses[i].user, responses[i].sample, rewards[i]});
       if (ctx.data.sequences[static_cast<size_t>(responses[i].user)].split == Split::kTrain)
@@ -165,7 +173,7 @@ void stage_reward(RunContext& ctx, int round) {
   int model_round = reward_model_round(ctx, round);
   bool train_new = c.reward.train_knowledge == "sample0" ? round < c.run.rounds : round == 0;
   if (train_new) {
-    train_reward_models(ctx, round, model_round, stage);
+    if (c.reward.model != "card") train_reward_models(ctx, round, model_round, stage);
     std::vector<StoredReward> rows = score_round(ctx, model_round, round);
     double mean = 0;
     for (const StoredReward& r : rows) mean += r.reward;

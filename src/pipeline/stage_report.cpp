@@ -312,9 +312,13 @@ void stage_report(RunContext& ctx) {
 
   // Rewards: did DPO raise the reward of regenerated knowledge on train users?
   md += "## Rewards of training users' responses\n\n";
-  md += fmt::format("Reward = mean {}@{} over the user's training lists with the response standing in for the user's knowledge "
-                    "(reward model: {} trained on {} knowledge).\n\n",
-                    c.reward.metric == "map" ? "MAP" : "NDCG", c.reward.k, c.reward.model, c.reward.train_knowledge);
+  if (c.reward.model == "card")
+    md += "Reward = the response's card accuracy against the user's true card ([reward] model = \"card\": a control "
+          "without a recommender, not the paper's reward).\n\n";
+  else
+    md += fmt::format("Reward = mean {}@{} over the user's training lists with the response standing in for the user's knowledge "
+                      "(reward model: {} trained on {} knowledge).\n\n",
+                      c.reward.metric == "map" ? "MAP" : "NDCG", c.reward.k, c.reward.model, c.reward.train_knowledge);
   md += "| responses of | scored by reward model of | responses | mean reward | pairs | ties skipped | mean best (chosen) | mean worst (rejected) | validation users' mean reward |\n|---|---|---|---|---|---|---|---|---|\n";
   Histogram hist;
   hist.title = "Reward distribution per round";

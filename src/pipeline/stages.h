@@ -26,7 +26,7 @@ void stage_reward(RunContext& ctx, int round);
 // The reward fold of each participating training and validation user ([reward] folds; -1 for
 // others): fold k's users are scored by the reward model trained without them.
 std::vector<int> reward_folds(const RunContext& ctx);
-// Pairs of round r's responses, exported for TRL and LLaMA-Factory; returns the pair count.
+// Pairs of round r's responses (training users only), stored and exported for TRL and LLaMA-Factory.
 void stage_pairs(RunContext& ctx, int round);
 // DPO on round r-1's pairs: the policy of round r.
 void stage_dpo(RunContext& ctx, int round);

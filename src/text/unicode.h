@@ -6,6 +6,8 @@
 #include <string>
 #include <string_view>
 
+#include "util/strings.h"  // utf8_append
+
 namespace rlrf::text {
 
 inline constexpr std::string_view kReplacementChar = "\xEF\xBF\xBD";  // U+FFFD
@@ -16,9 +18,6 @@ int utf8_seq_len(unsigned char lead);
 
 // Decodes the code point at s[pos], which must be valid UTF-8; sets `len` to its byte length.
 char32_t utf8_decode_at(std::string_view s, size_t pos, int& len);
-
-// Appends the UTF-8 encoding of `cp` to `out`.
-void utf8_append(std::string& out, char32_t cp);
 
 // `s` unchanged when it is valid UTF-8, else a copy where each maximal invalid subpart is U+FFFD.
 std::string utf8_repair(std::string_view s);

@@ -20,5 +20,7 @@ std::optional<double> parse_double(std::string_view s);
 std::string latin1_to_utf8(std::string_view s);
 // True when `s` is valid UTF-8.
 bool is_valid_utf8(std::string_view s);
+// Appends code point `cp` encoded as UTF-8 (above U+10FFFF: U+FFFD).
+void utf8_append(std::string& out, char32_t cp);
 
 }  // namespace rlrf

@@ -5,6 +5,7 @@
 
 #include "data/prepare.h"
 #include "knowledge/card.h"
+#include "util/error.h"
 
 using namespace rlrf;
 
@@ -108,4 +109,24 @@ TEST(Card, NoiseReplacesEachStatementWithTheGivenProbability) {
   EXPECT_NEAR(kept / 2400.0, 0.5, 0.04);
   EXPECT_EQ(card_text(noisy_card(truth, 0.5, vocab, 9, 0)), card_text(noisy_card(truth, 0.5, vocab, 9, 0)));
   EXPECT_NE(card_text(noisy_card(truth, 0.5, vocab, 9, 0)), card_text(noisy_card(truth, 0.5, vocab, 9, 1)));
+}
+
+TEST(Card, PlantedLabelsFollowTheLikedAndDislikedGenres) {
+  PreparedData p = one_user();
+  // Card of the 4 shown items: likes Crime, Thriller; dislikes Horror (see above).
+  const std::vector<KnowledgeCard> cards = {user_card(p, 0, 4)};
+  RerankList l;
+  l.user = 0;
+  // Toy Story (no liked genre), Heat (Crime, Thriller), Jaws 2 (Thriller but Horror: disliked),
+  // Casablanca (none), Fargo (Crime, Thriller), Airplane! (none); every label starts the other way.
+  l.items = {0, 1, 2, 3, 4, 5};
+  l.labels = {1, 0, 1, 1, 0, 1};
+  p.lists = {l};
+  EXPECT_DOUBLE_EQ(plant_card_labels(p, cards), 2.0 / 6.0);
+  EXPECT_EQ(p.lists[0].labels, (std::vector<uint8_t>{0, 1, 0, 0, 1, 0}));
+  // A user whose card states no liked genre keeps the data's labels.
+  p.lists[0].labels = {1, 0, 1, 1, 0, 1};
+  EXPECT_DOUBLE_EQ(plant_card_labels(p, {KnowledgeCard{}}), 4.0 / 6.0);
+  EXPECT_EQ(p.lists[0].labels, (std::vector<uint8_t>{1, 0, 1, 1, 0, 1}));
+  EXPECT_THROW(plant_card_labels(p, {}), Error);
 }

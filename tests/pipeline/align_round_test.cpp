@@ -9,6 +9,9 @@
 #include <cstdio>
 #include <nlohmann/json.hpp>
 
+#include <map>
+
+#include "knowledge/card.h"
 #include "pipeline/run_config.h"
 #include "pipeline/run_context.h"
 #include "pipeline/run_store.h"
@@ -85,4 +88,53 @@ TEST(RunRounds, EvalDecodeRewardDtypeAndMinMarginAreChecked) {
   EXPECT_NE(error_of("[eval]\ndecode = \"median\"\n").find("decode"), std::string::npos);
   EXPECT_NE(error_of("[reward]\ndtype = \"fp8\"\n").find("dtype"), std::string::npos);
   EXPECT_NE(error_of("[reward]\nmin_margin = -1\n").find("min_margin"), std::string::npos);
+}
+
+// [prepare] labels = "card" plants the lists' labels from the users' true cards, and [reward] model
+// = "card" (the control without a recommender) rewards each response with its card accuracy: no
+// reward model is trained, every stored reward is the response's agreement with the true card.
+TEST(RunRounds, PlantedLabelsFollowTheCardsAndTheCardRewardIsTheCardAccuracy) {
+  if (shared_dir().empty()) GTEST_SKIP() << "no shared directory";
+  fs::path base = fresh_temp_dir("run_planted"), dir = base / "run";
+  const std::string config_text = "[run]\ndir = \"" + dir.string() + "\"\nrounds = 1\nmax_users = 8\n"
+                                  "[prepare]\ndataset = \"ml-100k\"\nlabels = \"card\"\n"
+                                  "[model]\npath = \"{shared}/models/tinystories-656k\"\nchat_template = \"none\"\n"
+                                  "[generate]\nn = 3\nmax_new_tokens = 12\nbatch_size = 12\n"
+                                  "[knowledge]\nencoder = \"hash\"\n"
+                                  "[reward]\nmodel = \"card\"\n"
+                                  "[rerank]\nepochs = 1\npatience = 1\n"
+                                  "[eval]\nmodels = [\"dlcm\"]\nseeds = [1]\nprofile_row = false\n";
+  write_file_atomic(base / "run.toml", config_text);
+  auto [rc, log] = run_rlrf(base / "run.toml", base / "first.log");
+  ASSERT_EQ(rc, 0) << log;
+  EXPECT_NE(log.find("planted labels from the users' knowledge cards"), std::string::npos) << log;
+  EXPECT_FALSE(fs::exists(dir / "models" / "reward0-fold0.rrk"));
+  EXPECT_NE(read_file(dir / "report.md").find("card accuracy against the user's true card"), std::string::npos);
+
+  RunContext ctx = open_run(RunConfig::from_file(ConfigFile::parse(config_text, "run.toml")));
+  const std::vector<KnowledgeCard> cards = user_cards(ctx);
+  // Every list item of a participating user with liked genres: positive iff a liked genre and not
+  // the disliked one.
+  int64_t checked = 0;
+  for (const RerankList& l : ctx.data.lists) {
+    const KnowledgeCard& card = cards[static_cast<size_t>(l.user)];
+    if (card.liked.empty()) continue;
+    for (size_t i = 0; i < l.items.size(); ++i) {
+      const ItemInfo& item = ctx.data.dataset.items[static_cast<size_t>(l.items[i])];
+      bool liked = false, disliked = false;
+      for (const std::string& g : item.genres) {
+        for (const std::string& x : card.liked) liked = liked || g == x;
+        for (const std::string& x : card.disliked) disliked = disliked || g == x;
+      }
+      EXPECT_EQ(l.labels[i], liked && !disliked ? 1 : 0) << "user " << l.user << " item " << l.items[i];
+      ++checked;
+    }
+  }
+  EXPECT_GT(checked, 100);
+  std::map<std::pair<int32_t, int>, std::string> texts;
+  for (const StoredResponse& r : ctx.store->responses(0)) texts[{r.user, r.sample}] = r.text;
+  std::vector<StoredReward> rewards = ctx.store->rewards(0, 0);
+  ASSERT_FALSE(rewards.empty());
+  for (const StoredReward& r : rewards)
+    EXPECT_DOUBLE_EQ(r.reward, card_agreement(cards[static_cast<size_t>(r.user)], texts.at({r.user, r.sample})).score());
 }
