@@ -139,6 +139,11 @@ class FaultProxy {
     server_.new_task_queue = [] { return new httplib::ThreadPool(8); };
     server_.Post("/v1/completions", [this](const httplib::Request& req, httplib::Response& res) {
       const int n = count_++;
+      ++inflight_;
+      struct Done {
+        std::atomic<int>& c;
+        ~Done() { --c; }
+      } done{inflight_};
       if (fault_ && fault_(n, req.body, res)) return;
       httplib::Client up(host_, upstream_port_);
       up.set_read_timeout(120, 0);
@@ -161,6 +166,7 @@ class FaultProxy {
   }
   std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
   int requests() const { return count_.load(); }
+  int inflight() const { return inflight_.load(); }  // requests not yet answered (a killed client's too)
 
  private:
   std::string host_;
@@ -168,7 +174,7 @@ class FaultProxy {
   Fault fault_;
   httplib::Server server_;
   int port_ = 0;
-  std::atomic<int> count_{0};
+  std::atomic<int> count_{0}, inflight_{0};
   std::thread thread_;
 };
 

@@ -71,6 +71,9 @@ json completion_body(const OpenAIConfig& config, const CompletionRequest& r) {
   if (r.extensions) {
     body["top_k"] = r.top_k > 0 ? r.top_k : -1;
     body["min_p"] = 0.0;
+    // llama-server: the temperature before the truncations, as vLLM, transformers and the builtin
+    // engine do (llama.cpp's own order applies top_p to the untempered distribution).
+    body["samplers"] = {"temperature", "top_k", "top_p"};
     // llama-server: no reuse of a slot's cached prefix, whose logits differ in the last bits from a
     // fresh prompt's and, at a sampling boundary, change the text a seed gives.
     body["cache_prompt"] = false;

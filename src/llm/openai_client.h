@@ -46,8 +46,9 @@ struct CompletionRequest {
   int logprobs = -1;             // >= 0: ask for log-probs (that many alternatives per token)
   // Fields beyond OpenAI's that vLLM, SGLang and llama-server take: top_k (-1: off) and min_p = 0, so
   // that only temperature, top_p and top_k shape the distribution (llama-server's defaults are
-  // top_k 40, min_p 0.05); and the generated ids: "return_token_ids" (vLLM) and logprobs >= 1
-  // (llama-server lists each token's id with its log-prob). A strict OpenAI server needs false.
+  // top_k 40, min_p 0.05), llama-server's sampler order (temperature first) and no prompt cache; and
+  // the generated ids: "return_token_ids" (vLLM) and logprobs >= 1 (llama-server lists each token's
+  // id with its log-prob). Servers ignore the fields they do not know; a strict OpenAI server needs false.
   bool extensions = false;
   std::string label;             // names the request in errors ("user 12, samples 0..3")
 };

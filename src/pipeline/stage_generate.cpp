@@ -17,6 +17,8 @@
 #include <optional>
 #include <thread>
 
+#include <sys/wait.h>
+
 #include <ATen/ATen.h>
 
 #include "llm/generate.h"
@@ -84,7 +86,10 @@ void reload_served_policy(RunContext& ctx, int round) {
   replace("{run_dir}", ctx.dir.string());
   log_info("[generate] reload_command for round {}: {}", round, cmd);
   const int status = std::system(cmd.c_str());
-  RLRF_CHECK(status == 0, "[generate] reload_command for round {} failed (status {}): {}", round, status, cmd);
+  RLRF_CHECK(status == 0, "[generate] reload_command for round {} failed ({}): {}", round,
+             status > 0 && WIFEXITED(status) ? fmt::format("exit status {}", WEXITSTATUS(status))
+                                             : fmt::format("wait status {}", status),
+             cmd);
   ctx.served_round = round;
 }
 

@@ -62,11 +62,15 @@ nlohmann::json stats(const RunStore& store, const std::string& stage) {
   return doc ? nlohmann::json::parse(*doc) : nlohmann::json();
 }
 
-LlamaServer* shared_server() {
-  static std::unique_ptr<LlamaServer> server;
-  static std::string why;
+// One llama-server per test process and slot count. Texts are compared on a one-slot server: with
+// several slots, where in the shared cache a request lands (which depends on what came before) and
+// what else is decoded beside it change the last bits of its logits, and now and then a sample.
+LlamaServer* shared_server(int slots = 1) {
+  static std::map<int, std::unique_ptr<LlamaServer>> servers;
+  std::unique_ptr<LlamaServer>& server = servers[slots];
   if (!server) {
-    server = std::make_unique<LlamaServer>(4, 1);
+    server = std::make_unique<LlamaServer>(slots, 1);
+    std::string why;
     if (!server->start(&why)) ADD_FAILURE() << why;
   }
   return server.get();
@@ -80,7 +84,8 @@ struct CleanRun {
 };
 
 CleanRun clean_run(const std::string& name, const std::string& url, int concurrency) {
-  fs::path dir = fresh_temp_dir(name);
+  // Each test runs in its own process under ctest, side by side: the directory names the process.
+  fs::path dir = fresh_temp_dir(name + "-" + std::to_string(::getpid()));
   RunContext ctx = open_run(parse(config_text(dir, url, concurrency)));
   stage_generate(ctx, 0);
   stage_generate_greedy(ctx, 0);
@@ -165,22 +170,23 @@ TEST(OpenAIBackend, StagesStoreEveryResponseOnceWithTheRefusalOfNFoundOnce) {
   for (const auto& [key, text] : ref.sampled) distinct.insert(text);
   EXPECT_GT(distinct.size(), ref.users) << "samples of one prompt should differ";
 
-  // The same seeds give the same texts run after run with one request in flight (a fresh prompt each
-  // time: extensions send cache_prompt = false)...
-  CleanRun again = clean_run("openai-again", shared_server()->url(), 1);
+  // The same seeds give the same texts run after run on a one-slot server (a fresh prompt each time:
+  // extensions send cache_prompt = false), with 2 requests in flight as with 1...
+  CleanRun again = clean_run("openai-again", shared_server()->url(), 2);
   EXPECT_EQ(again.sampled, ref.sampled);
   EXPECT_EQ(again.greedy, ref.greedy);
-  // ...and mostly with 4 in flight on a 4-slot server: llama-server decodes the slots in one batch
-  // and its logits then differ in the last bits, which moves a sample across a sampling boundary
-  // now and then (2-3 of 36 here); every (user, sample) is still there once.
-  CleanRun wide = clean_run("openai-wide", shared_server()->url(), 4);
+  // ...and mostly with 4 in flight on a 4-slot server, which decodes them in one batch at places in
+  // its shared cache that depend on what came before: its logits then differ in the last bits,
+  // which moves a sample across a sampling boundary now and then (2-3 of 36 here); every
+  // (user, sample) is still there once.
+  CleanRun wide = clean_run("openai-wide", shared_server(4)->url(), 4);
   ASSERT_EQ(wide.sampled.size(), ref.sampled.size());
   size_t same = 0, same_greedy = 0;
   for (const auto& [key, text] : ref.sampled) same += wide.sampled.at(key) == text;
   for (const auto& [key, text] : ref.greedy) same_greedy += wide.greedy.at(key) == text;
   EXPECT_GE(same * 10, ref.sampled.size() * 7) << same << " of " << ref.sampled.size() << " samples alike";
   EXPECT_GE(same_greedy * 10, ref.greedy.size() * 8) << same_greedy << " of " << ref.greedy.size() << " greedy alike";
-  std::printf("[openai] 4 requests in flight: %zu of %zu samples and %zu of %zu greedy responses as with 1\n", same,
+  std::printf("[openai] 4 slots, 4 requests in flight: %zu of %zu samples and %zu of %zu greedy responses as 1 slot's\n", same,
               ref.sampled.size(), same_greedy, ref.greedy.size());
 }
 
@@ -196,8 +202,8 @@ TEST(OpenAIBackend, KilledRunResumesLosingAndDuplicatingNothing) {
     return false;
   });
   fs::path base = fresh_temp_dir("openai-resume"), dir = base / "run";
-  // One request in flight, so that the texts are the server's for these seeds (see above).
-  write_file_atomic(base / "run.toml", config_text(dir, proxy.url(), 1));
+  // Two requests in flight to a one-slot server, whose texts do not depend on them (see above).
+  write_file_atomic(base / "run.toml", config_text(dir, proxy.url(), 2));
   const int64_t total = static_cast<int64_t>(ref.users) * kSamples;
 
   pid_t pid = spawn_run(base / "run.toml", base / "killed.log");
@@ -221,6 +227,11 @@ TEST(OpenAIBackend, KilledRunResumesLosingAndDuplicatingNothing) {
   ASSERT_GT(at_kill, 0) << "generation never started; the run's log:\n" << read_file(base / "killed.log");
   ASSERT_LT(at_kill, total) << "the run finished before it could be killed";
 
+  // The server finishes what the killed run had asked for before the rerun starts: beside another
+  // request it would batch the rerun's first one, whose text could then differ (see above).
+  for (auto end = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+       proxy.inflight() > 0 && std::chrono::steady_clock::now() < end;)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
   slow = false;
   ASSERT_EQ(wait_exit(spawn_run(base / "run.toml", base / "rerun.log")), 0) << read_file(base / "rerun.log");
   RunStore store(dir / "run.sqlite");
@@ -234,7 +245,7 @@ TEST(OpenAIBackend, ServerKilledMidRunIsRetriedUntilItIsBack) {
   RLRF_REQUIRE_LLAMA_SERVER();
   if (shared_dir().empty()) GTEST_SKIP() << "no shared directory";
   const CleanRun& ref = reference_run();
-  LlamaServer own(2, 1);
+  LlamaServer own(1, 1);
   std::string why;
   ASSERT_TRUE(own.start(&why)) << why;
   // Request 6 kills the server (SIGKILL) and brings it back a second later, on the same port.
@@ -260,4 +271,26 @@ TEST(OpenAIBackend, ServerKilledMidRunIsRetriedUntilItIsBack) {
   EXPECT_EQ(ctx.store->count_responses(0), static_cast<int64_t>(ref.users) * kSamples);
   // The server's seeds: the same texts as the reference run (another server, the same model).
   EXPECT_EQ(texts_of(*ctx.store, 0), ref.sampled);
+}
+
+TEST(OpenAIBackend, ReloadCommandRunsOncePerServedRoundAndItsFailureStopsTheRun) {
+  RLRF_REQUIRE_LLAMA_SERVER();
+  if (shared_dir().empty()) GTEST_SKIP() << "no shared directory";
+  fs::path dir = fresh_temp_dir("openai-reload");
+  const std::string log = (dir / "reloads.txt").string();
+  RunContext ctx = open_run(parse(config_text(dir / "run", shared_server()->url(), 1, 1,
+                                              "reload_command = \"echo {round} {policy_dir} >> " + log + "\"\n")));
+  stage_generate(ctx, 0);
+  stage_generate_greedy(ctx, 0);  // the same round's policy: not reloaded
+  EXPECT_EQ(read_file(log), "0 " + ctx.model_dir(0).string() + "\n");
+
+  fs::path dir2 = fresh_temp_dir("openai-reload-fails");
+  RunContext failing = open_run(parse(config_text(dir2, shared_server()->url(), 1, 1, "reload_command = \"exit 3\"\n")));
+  try {
+    stage_generate(failing, 0);
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("reload_command for round 0 failed"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(failing.store->count_responses(0), 0);
 }
