@@ -294,3 +294,33 @@ TEST(OpenAIBackend, ReloadCommandRunsOncePerServedRoundAndItsFailureStopsTheRun)
   }
   EXPECT_EQ(failing.store->count_responses(0), 0);
 }
+
+// `rlrf generate --backend openai`: the same JSON lines as the builtin engine's; greedy, the same ids.
+TEST(OpenAIBackend, GenerateVerbThroughTheServerGivesTheBuiltinGreedyIds) {
+  RLRF_REQUIRE_LLAMA_SERVER();
+  if (shared_dir().empty()) GTEST_SKIP() << "no shared directory";
+  fs::path dir = fresh_temp_dir("openai-verb");
+  write_file_atomic(dir / "prompts.txt", "Once upon a time\nTom had a red ball\n");
+  auto run = [&](const std::string& extra) {
+    const std::string cmd = std::string(RLRF_BIN) + " generate --model " +
+                            (shared_dir() / "models" / "tinystories-656k").string() + " --prompts " +
+                            (dir / "prompts.txt").string() + " -n 2 --max-new-tokens 24 --temperature 0 --json " +
+                            extra + " 2>>" + (dir / "err.txt").string();
+    std::vector<nlohmann::json> lines;
+    FILE* p = popen(cmd.c_str(), "r");
+    char buf[1 << 16];
+    while (p && fgets(buf, sizeof buf, p)) lines.push_back(nlohmann::json::parse(buf));
+    EXPECT_EQ(p ? pclose(p) : -1, 0) << cmd << "\n" << read_file(dir / "err.txt");
+    return lines;
+  };
+  std::vector<nlohmann::json> builtin = run(""), served = run("--backend openai --url " + shared_server()->url());
+  ASSERT_EQ(builtin.size(), 4u);
+  ASSERT_EQ(served.size(), 4u);
+  for (size_t i = 0; i < 4; ++i) {
+    EXPECT_EQ(served[i]["prompt_index"], builtin[i]["prompt_index"]);
+    EXPECT_EQ(served[i]["sample_index"], builtin[i]["sample_index"]);
+    EXPECT_EQ(served[i]["ids"], builtin[i]["ids"]) << i;
+    EXPECT_EQ(served[i]["text"], builtin[i]["text"]) << i;
+  }
+  EXPECT_NE(read_file(dir / "err.txt").find("refuses n > 1"), std::string::npos) << read_file(dir / "err.txt");
+}
