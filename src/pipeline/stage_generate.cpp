@@ -33,11 +33,13 @@
 
 namespace rlrf {
 
-// What of a served backend changes its texts (the address and the model; not the key, the
+// What of a served backend changes its texts (address, model, extensions, stop strings; not the key, the
 // concurrency or the retries); empty for the builtin engine, so that its fingerprints stay as they were.
 static std::string backend_fingerprint(const GenerateConfig& g) {
   if (g.backend == "builtin") return "";
-  return fmt::format("backend={} url={} model={}", g.backend, g.url, g.model);
+  std::string stop;
+  for (const std::string& s : g.stop) stop += s + '\x1f';
+  return fmt::format("backend={} url={} model={} extensions={} stop={}", g.backend, g.url, g.model, g.extensions, stop);
 }
 
 std::string generate_fingerprint(const RunContext& ctx, int round) {
@@ -165,6 +167,7 @@ void generate_through_server(RunContext& ctx, const GenerationJob& job, const st
   Progress progress(job.stage, total, "responses", total - static_cast<int64_t>(todo.size()));
   const auto t0 = std::chrono::steady_clock::now();
   int64_t new_tokens = 0, responses = 0;
+  size_t prompts_done = 0;
 
   std::mutex mu;
   std::condition_variable cv;
@@ -237,8 +240,9 @@ void generate_through_server(RunContext& ctx, const GenerationJob& job, const st
       responses += static_cast<int64_t>(rows.size());
       ctx.store->put_responses(rows);  // one transaction: this prompt's responses, all or none
       const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      progress.set_note(fmt::format("{:.0f} tokens/s, {} retries", secs > 0 ? double(new_tokens) / secs : 0.0,
-                                    client.retries() - retries0));
+      ++prompts_done;
+      progress.set_note(fmt::format("{} of {} prompts, {:.0f} tokens/s, {} retries", prompts_done, tasks.size(),
+                                    secs > 0 ? double(new_tokens) / secs : 0.0, client.retries() - retries0));
       progress.advance(static_cast<int64_t>(rows.size()));
     }
   } catch (...) {
