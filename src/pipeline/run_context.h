@@ -16,6 +16,10 @@
 #include "pipeline/run_store.h"
 #include "text/tokenizer.h"
 
+namespace rlrf::llm {
+class OpenAIClient;
+}
+
 namespace rlrf {
 
 // Bumped when a stage's outputs change meaning, so old runs are redone rather than misread.
@@ -37,6 +41,11 @@ struct RunContext {
   // not taking part).
   std::vector<UserPrompt> prompts;
   std::vector<std::vector<int32_t>> prompt_ids;
+  // [generate] backend = "openai": the server's client, made once per run so that what it learns of
+  // the server (whether it takes n > 1) is learnt once; and the round whose policy the server was
+  // last told to load by [generate] reload_command (-1: none yet).
+  std::shared_ptr<llm::OpenAIClient> engine;
+  int served_round = -1;
 
   std::filesystem::path path(const std::string& rel) const { return dir / rel; }
   std::filesystem::path encode_cache() const { return dir / "cache" / "encode"; }

@@ -36,12 +36,14 @@ void Progress::print(bool final_line) {
   double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
   double rate = elapsed > 0 ? double(done_ - start_done_) / elapsed : 0.0;
   if (final_line) {
-    log_info("{}: {}/{} {} in {} ({:.1f} {}/s)", label_, done_, total_, unit_, format_seconds(elapsed), rate, unit_);
+    log_info("{}: {}/{} {} in {} ({:.1f} {}/s{}{})", label_, done_, total_, unit_, format_seconds(elapsed), rate, unit_,
+             note_.empty() ? "" : ", ", note_);
     return;
   }
   std::string eta = rate > 0 && total_ > done_ ? format_seconds(double(total_ - done_) / rate) : "?";
   double pct = total_ > 0 ? 100.0 * double(done_) / double(total_) : 0.0;
-  log_info("{}: {}/{} {} ({:.0f}%), {:.1f} {}/s, ETA {}", label_, done_, total_, unit_, pct, rate, unit_, eta);
+  log_info("{}: {}/{} {} ({:.0f}%), {:.1f} {}/s, ETA {}{}{}", label_, done_, total_, unit_, pct, rate, unit_, eta,
+           note_.empty() ? "" : ", ", note_);
 }
 
 }  // namespace rlrf
