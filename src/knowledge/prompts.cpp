@@ -9,6 +9,7 @@
 
 #include "util/config.h"
 #include "util/error.h"
+#include "util/strings.h"
 
 namespace rlrf {
 
@@ -16,6 +17,7 @@ void PromptConfig::read(const ConfigSection& s) {
   s.read("system", system);
   s.read("wording", wording);
   s.read("max_history", max_history);
+  s.read("item_genres", item_genres);
   RLRF_CHECK(wording == "kar" || wording == "seed", "{}: wording must be \"kar\" or \"seed\", got \"{}\"", s.where(), wording);
   RLRF_CHECK(max_history >= 0, "{}: max_history must be >= 0", s.where());
 }
@@ -34,13 +36,21 @@ static std::string rating_text(float r) {
   return fmt::format("{:.1f}", r);
 }
 
-std::string history_text(const PreparedData& data, int32_t user, int first) {
+std::string history_text(const PreparedData& data, int32_t user, int first, bool with_genres) {
   const UserSequence& seq = data.sequences.at(static_cast<size_t>(user));
   std::string out;
   for (int i = std::max(0, first); i < seq.prefix_len; ++i) {
     const ItemInfo& item = data.dataset.items.at(static_cast<size_t>(seq.items[static_cast<size_t>(i)]));
     std::string title = item.year > 0 ? fmt::format("{} ({})", item.title, item.year) : item.title;
-    out += fmt::format("\"{}\", {} stars; ", title, rating_text(seq.ratings[static_cast<size_t>(i)]));
+    std::string genres;
+    if (with_genres) {
+      std::vector<std::string> names;
+      for (const std::string& g : item.genres)
+        if (!g.empty() && to_lower(g) != "unknown") names.push_back(g);
+      if (names.empty() && !item.category.empty()) names.push_back(item.category);
+      if (!names.empty()) genres = " (" + join(names, ", ") + ")";
+    }
+    out += fmt::format("\"{}\"{}, {} stars; ", title, genres, rating_text(seq.ratings[static_cast<size_t>(i)]));
   }
   return out;
 }
@@ -57,7 +67,7 @@ UserPrompt build_user_prompt(const PreparedData& data, int32_t user, const Promp
   UserPrompt p;
   p.system = config.system;
   p.history_items = shown;
-  p.history = history_text(data, user, seq.prefix_len - shown);
+  p.history = history_text(data, user, seq.prefix_len - shown, config.item_genres);
   const UserInfo& info = data.dataset.users.at(static_cast<size_t>(user));
   if (is_books(data)) {
     p.user = "Given user's book rating history: " + p.history +

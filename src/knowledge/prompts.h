@@ -18,6 +18,10 @@ struct PromptConfig {
       "natural language. Please think step by step.";
   std::string wording = "kar";  // kar (KAR's user prompt) | seed (the paper's Fig. 3 sentence)
   int max_history = 0;          // 0: the whole prompt-history prefix; otherwise the most recent N of it
+  // Each history item also names its genres (Books: category): `"Heat (1995)" (Action, Crime,
+  // Thriller), 4 stars; `. Not KAR's prompt: for a policy too small to know the titles, it puts
+  // in the prompt what a card's genre statements are computed from (README, "Planted labels").
+  bool item_genres = false;
   void read(const ConfigSection& s);
 };
 
@@ -31,8 +35,9 @@ struct UserPrompt {
 // "a K-12 student", "an academic/educator", "retired": the occupation as the prompt reads it.
 std::string occupation_phrase(const std::string& occupation);
 
-// `"{title} ({year})", {rating} stars; ` for prefix items [first, prefix_len) of the user.
-std::string history_text(const PreparedData& data, int32_t user, int first = 0);
+// `"{title} ({year})", {rating} stars; ` for prefix items [first, prefix_len) of the user;
+// with_genres: `"{title} ({year})" ({genres}), {rating} stars; `.
+std::string history_text(const PreparedData& data, int32_t user, int first = 0, bool with_genres = false);
 
 // The prompt for `user` showing at most `history_items` most recent prefix items (-1: config's limit).
 UserPrompt build_user_prompt(const PreparedData& data, int32_t user, const PromptConfig& config, int history_items = -1);

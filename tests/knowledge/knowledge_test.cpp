@@ -9,6 +9,7 @@
 #include "data/dataset.h"
 #include "data/prepare.h"
 #include "knowledge/knowledge.h"
+#include "knowledge/prompts.h"
 #include "util/error.h"
 #include "util/files.h"
 
@@ -148,6 +149,13 @@ TEST(UserHistory, KarWordingOfThePrefix) {
   EXPECT_EQ(user_text_for_encoding(p, 1, ""), "\"Casablanca (1942)\", 4.5 stars");
   EXPECT_EQ(user_text_for_encoding(p, 1, "Likes classics.", false), "Likes classics.");
   expect_error([&] { user_history_text(p, 2); }, {"user index 2"});
+  // [prompt] item_genres: each item names its genres ("unknown" is none).
+  EXPECT_EQ(history_text(p, 0, 1, true),
+            "\"Heat (1995)\" (Action, Crime, Thriller), 4 stars; \"Jaws 2 (1978)\" (Horror, Thriller), 1 stars; ");
+  PromptConfig c;
+  c.item_genres = true;
+  EXPECT_NE(build_user_prompt(p, 0, c).user.find("\"Toy Story (1995)\" (Animation, Children's, Comedy), 5 stars; "),
+            std::string::npos);
 }
 
 TEST(UserProfile, HandComputedSummary) {
