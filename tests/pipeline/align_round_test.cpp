@@ -11,6 +11,7 @@
 
 #include <map>
 
+#include "run_process.h"
 #include "knowledge/card.h"
 #include "pipeline/run_config.h"
 #include "pipeline/run_context.h"
@@ -20,20 +21,7 @@
 #include "util/strings.h"
 
 using namespace rlrf;
-
-#ifndef RLRF_BIN
-#error "RLRF_BIN must name the rlrf binary"
-#endif
-
-namespace {
-
-std::pair<int, std::string> run_rlrf(const fs::path& config, const fs::path& log, const std::string& extra = "") {
-  std::string cmd = std::string(RLRF_BIN) + " run '" + config.string() + "' " + extra + " 2> '" + log.string() + "'";
-  int status = std::system(cmd.c_str());
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, read_file(log)};
-}
-
-}  // namespace
+using namespace rlrf::test;
 
 TEST(RunRounds, AllTiedRoundIsSkippedAndEvaluationUsesGreedyResponses) {
   if (shared_dir().empty()) GTEST_SKIP() << "no shared directory";

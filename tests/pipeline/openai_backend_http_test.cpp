@@ -11,6 +11,7 @@
 #include <optional>
 #include <set>
 
+#include "run_process.h"
 #include "engine_server.h"
 #include "pipeline/run_context.h"
 #include "pipeline/run_store.h"
@@ -20,12 +21,9 @@
 #include "util/files.h"
 
 using namespace rlrf;
+using namespace rlrf::test;
 using rlrf::engine_test::FaultProxy;
 using rlrf::engine_test::LlamaServer;
-
-#ifndef RLRF_BIN
-#error "RLRF_BIN must name the rlrf binary"
-#endif
 
 namespace {
 
@@ -102,31 +100,6 @@ const CleanRun& reference_run() {
   static std::optional<CleanRun> run;
   if (!run) run = clean_run("openai-reference", shared_server()->url(), 1);
   return *run;
-}
-
-pid_t spawn_run(const fs::path& config, const fs::path& log) {
-  pid_t pid = fork();
-  if (pid == 0) {
-    if (!freopen(log.c_str(), "w", stderr)) _exit(126);
-    execl(RLRF_BIN, RLRF_BIN, "run", config.c_str(), "--until", "generate", static_cast<char*>(nullptr));
-    _exit(127);
-  }
-  return pid;
-}
-
-int wait_exit(pid_t pid) {
-  int status = 0;
-  waitpid(pid, &status, 0);
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status);
-}
-
-int64_t count_now(const fs::path& db) {
-  if (!fs::exists(db)) return 0;
-  try {
-    return RunStore(db).count_responses(0);
-  } catch (...) {
-    return 0;
-  }
 }
 
 }  // namespace

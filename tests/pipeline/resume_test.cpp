@@ -12,14 +12,12 @@
 #include <set>
 #include <thread>
 
+#include "run_process.h"
 #include "pipeline/run_store.h"
 #include "util/files.h"
 
 using namespace rlrf;
-
-#ifndef RLRF_BIN
-#error "RLRF_BIN must name the rlrf binary"
-#endif
+using namespace rlrf::test;
 
 namespace {
 
@@ -32,33 +30,6 @@ std::string config_text(const fs::path& dir, int workers) {
          "[generate]\nn = 3\nmax_new_tokens = 16\nbatch_size = 4\nchunk = 4\ntemperature = 1.0\n"
          "workers = " + std::to_string(workers) + "\n"
          "[knowledge]\nencoder = \"hash\"\n";
-}
-
-// Starts `rlrf run config --until generate` with its log in `log`.
-pid_t spawn_run(const fs::path& config, const fs::path& log) {
-  pid_t pid = fork();
-  if (pid == 0) {
-    if (!freopen(log.c_str(), "w", stderr)) _exit(126);
-    execl(RLRF_BIN, RLRF_BIN, "run", config.c_str(), "--until", "generate", static_cast<char*>(nullptr));
-    _exit(127);
-  }
-  return pid;
-}
-
-int wait_exit(pid_t pid) {
-  int status = 0;
-  waitpid(pid, &status, 0);
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status);
-}
-
-int64_t count_now(const fs::path& db) {
-  if (!fs::exists(db)) return 0;
-  try {
-    RunStore store(db);
-    return store.count_responses(0);
-  } catch (...) {
-    return 0;
-  }
 }
 
 }  // namespace

@@ -11,6 +11,7 @@
 #include <map>
 #include <set>
 
+#include "run_process.h"
 #include "data/prepare.h"
 #include "pipeline/experiment.h"
 #include "pipeline/run_config.h"
@@ -20,19 +21,9 @@
 #include "util/strings.h"
 
 using namespace rlrf;
-
-#ifndef RLRF_BIN
-#error "RLRF_BIN must name the rlrf binary"
-#endif
+using namespace rlrf::test;
 
 namespace {
-
-// Runs `rlrf run CONFIG`; returns the exit code and what it wrote to stderr.
-std::pair<int, std::string> run_rlrf(const fs::path& config, const fs::path& log) {
-  std::string cmd = std::string(RLRF_BIN) + " run '" + config.string() + "' 2> '" + log.string() + "'";
-  int status = std::system(cmd.c_str());
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, read_file(log)};
-}
 
 std::string small_run(const fs::path& dir) {
   return "[run]\ndir = \"" + dir.string() + "\"\nrounds = 1\nmax_users = 16\n"
