@@ -60,6 +60,7 @@ static std::filesystem::path reward_model_path(const RunContext& ctx, int model_
 // by chance), so sample 0 would be "chosen" for being seen, not for being better. Then its own
 // round's sample 0 is not scored. Cross-fitted models never saw the users they score.
 static bool scored_by(const RunContext& ctx, int model_round, int round, int sample) {
+  if (ctx.config.reward.model == "card") return true;  // card accuracy: no model fitted any response
   return ctx.config.reward.folds > 1 || !(ctx.config.reward.train_knowledge == "sample0" && model_round == round && sample == 0);
 }
 

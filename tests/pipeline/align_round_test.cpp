@@ -76,6 +76,11 @@ TEST(RunRounds, EvalDecodeRewardDtypeAndMinMarginAreChecked) {
   EXPECT_NE(error_of("[eval]\ndecode = \"median\"\n").find("decode"), std::string::npos);
   EXPECT_NE(error_of("[reward]\ndtype = \"fp8\"\n").find("dtype"), std::string::npos);
   EXPECT_NE(error_of("[reward]\nmin_margin = -1\n").find("min_margin"), std::string::npos);
+  // An in-sample reranker trained on sample 0 leaves it unpaired: n = 2 leaves nothing to pair.
+  // Cross-fitted rewards and the card reward score every sample.
+  EXPECT_NE(error_of("[generate]\nn = 2\n[reward]\nfolds = 1\n").find("n must be >= 3"), std::string::npos);
+  EXPECT_EQ(error_of("[generate]\nn = 2\n[reward]\nfolds = 5\n"), "");
+  EXPECT_EQ(error_of("[generate]\nn = 2\n[reward]\nfolds = 1\nmodel = \"card\"\n"), "");
 }
 
 // [prepare] labels = "card" plants the lists' labels from the users' true cards, and [reward] model
