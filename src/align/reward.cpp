@@ -14,7 +14,9 @@ void RewardConfig::read(const ConfigSection& s) {
   s.read("model", model);
   s.read("metric", metric);
   s.read("k", k);
-  s.read("train_knowledge", train_knowledge);
+  std::string knowledge = reward_knowledge_name(train_knowledge);
+  s.read("train_knowledge", knowledge);
+  train_knowledge = parse_reward_knowledge(knowledge, s.where());
   s.read("dtype", dtype);
   s.read("min_margin", min_margin);
   s.read("folds", folds);
@@ -26,8 +28,15 @@ void RewardConfig::read(const ConfigSection& s) {
   RLRF_CHECK(metric == "ndcg" || metric == "map" || metric == "margin", "{}: metric must be ndcg, map or margin, got \"{}\"",
              s.where(), metric);
   metric_k_index(k);
-  RLRF_CHECK(train_knowledge == "sample0" || train_knowledge == "profile" || train_knowledge == "card",
-             "{}: train_knowledge must be sample0, profile or card, got \"{}\"", s.where(), train_knowledge);
+}
+
+RewardSchedule RewardConfig::schedule(int rounds) const {
+  RewardSchedule s;
+  s.knowledge = train_knowledge;
+  s.card_reward = model == "card";
+  s.folds = folds;
+  s.rounds = rounds;
+  return s;
 }
 
 RewardModel train_reward_model_inputs(const PreparedData& data, const std::vector<std::string>& knowledge_texts,

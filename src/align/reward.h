@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "align/reward_schedule.h"
 #include "data/prepare.h"
 #include "rerank/reranker.h"
 
@@ -28,7 +29,8 @@ struct RewardConfig {
   // pre-trained recommender) or "sample0" (each user's first response of the round, a new model
   // per round; sample 0 is then left out of that round's pairs, since the model has fitted it).
   // "card" (knowledge cards, knowledge/card.h): like profile, a fixed model trained before the loop.
-  std::string train_knowledge = "sample0";
+  // Which model scores which round: reward_schedule.h.
+  RewardKnowledge train_knowledge = RewardKnowledge::kSample0;
   // Cross-fitting: training users are split into `folds` folds; fold k's responses are scored by a
   // reward model trained without fold k's lists, so no reward comes from a model that fitted that
   // user. 1: one model trained on every training user scores them all (in-sample rewards).
@@ -42,6 +44,8 @@ struct RewardConfig {
   // and counted (align/pairs.h).
   double min_margin = 0.0;
   void read(const ConfigSection& s);
+  // The schedule of reward models over a run of `rounds` rounds.
+  RewardSchedule schedule(int rounds) const;
 };
 
 struct UserResponse {

@@ -3,6 +3,7 @@
 // with per-seed values and per-user metrics (for paired comparisons) and, optionally, checkpoints.
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <chrono>
 #include <algorithm>
@@ -39,12 +40,14 @@ int run(int argc, char** argv) {
   app.add_option("--prepared", prepared_path, "prepared data (rlrf prepare)")->required()->check(CLI::ExistingFile);
   app.add_option("--config", config_path, "TOML file; its [rerank] section is read first")->check(CLI::ExistingFile);
   app.add_option("--set", sets, "override: rerank.key=value (repeatable)");
-  app.add_option("--model", model, "dlcm | prm | both (default: both)");
+  app.add_option("--model", model, "dlcm | prm | both (default: the config's [rerank] model when it sets one, else both)");
   app.add_option("--knowledge", knowledge,
                  "user knowledge: none | profile | file:PATH (default profile; with none, the knowledge rows use item "
                  "knowledge only)");
   app.add_option("--item-knowledge", item_knowledge, "metadata | file:PATH (KAR JSON) | none (default metadata)");
-  app.add_option("--seeds", seeds_text, "comma-separated training seeds (default 1,2,3)");
+  app.add_option("--seeds", seeds_text,
+                 fmt::format("comma-separated training seeds (default: the config's [rerank] seeds, else {})",
+                             fmt::join(rlrf::RerankConfig{}.seeds, ",")));
   app.add_option("--epochs", epochs, "maximum epochs per training (default 20; early stopping on validation MAP@5)");
   app.add_option("--device", device, "cpu | cuda | auto (default cpu)");
   app.add_option("--out", out_dir, "output directory (default: <prepared dir>/rerank)");
@@ -69,6 +72,7 @@ int run(int argc, char** argv) {
       cfg.seeds.push_back(static_cast<int>(*v));
     }
   }
+  if (model.empty() && file.section("rerank").has("model")) model = cfg.model;
   std::vector<std::string> models;
   if (model.empty() || model == "both") models = {"dlcm", "prm"};
   else if (model == "dlcm" || model == "prm") models = {model};
@@ -158,7 +162,7 @@ int run(int argc, char** argv) {
       describe);
 
   std::printf("%s: %s setting, test users (%zu lists); mean ± std over seeds %s\n\n%s\n", data.dataset.name.c_str(),
-              data.config.setting.c_str(), test_lists.size(), seeds_text.empty() ? "1,2,3" : seeds_text.c_str(),
+              data.config.setting.c_str(), test_lists.size(), fmt::format("{}", fmt::join(cfg.seeds, ",")).c_str(),
               rlrf::markdown_table(results).c_str());
   // What the knowledge adds, paired: the same seed and the same test lists on both sides.
   // And what each model adds over ranking by popularity alone.

@@ -76,9 +76,10 @@ int run(int argc, char** argv) {
     next_sample[it->second] = sample + 1;
     all.push_back({it->second, sample, j["text"].get<std::string>()});
   }
-  RLRF_CHECK(reward.train_knowledge != "card", "rlrf reward: train_knowledge = \"card\" needs the run's prompts; use `rlrf run`");
+  RLRF_CHECK(reward.train_knowledge != rlrf::RewardKnowledge::kCard,
+             "rlrf reward: train_knowledge = \"card\" needs the run's prompts; use `rlrf run`");
   std::vector<std::string> texts(data.sequences.size());
-  if (reward.train_knowledge == "profile") {
+  if (reward.train_knowledge == rlrf::RewardKnowledge::kProfile) {
     for (size_t u = 0; u < texts.size(); ++u) texts[u] = rlrf::user_profile_summary(data, static_cast<int32_t>(u));
   } else {
     std::map<int32_t, int> first;

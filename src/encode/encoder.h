@@ -24,7 +24,7 @@ class TextEncoder {
 std::unique_ptr<TextEncoder> make_glove_encoder(const std::filesystem::path& path = {});
 
 // By name: "glove" (default), "glove:PATH", "hash", "hash:DIM", "bert:DIR[?settings]" (a BERT-family
-// model, bert_encoder.h). Unknown names are refused with the list of known ones.
+// model, bert_encoder.h), "fields:INNER" (one slot per labelled field, field_encoder.h). Unknown names are refused with the list of known ones.
 std::unique_ptr<TextEncoder> make_encoder(const std::string& name);
 
 // Encodes through an on-disk cache in `cache_dir` (one file per encoder name; entries keyed by the

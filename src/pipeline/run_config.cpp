@@ -145,8 +145,7 @@ RunConfig RunConfig::from_file(const ConfigFile& file) {
   read("eval", c.eval);
   for (const std::string& setting : c.eval.also_settings)
     RLRF_CHECK(setting != c.prepare.setting, "{}: [eval] also_settings repeats the run's own setting \"{}\"", file.path(), setting);
-  // (as stage_align's scored_by: only an in-sample reranker trained on sample 0 leaves it out)
-  RLRF_CHECK(c.reward.train_knowledge != "sample0" || c.reward.folds > 1 || c.reward.model == "card" || c.generate.n >= 3,
+  RLRF_CHECK(!c.reward.schedule(c.run.rounds).leaves_out_sample0() || c.generate.n >= 3,
              "{}: [reward] train_knowledge = \"sample0\" leaves sample 0 out of the pairs (its reward model has fitted it), "
              "so [generate] n must be >= 3 to pair two others; got n = {}",
              file.path(), c.generate.n);

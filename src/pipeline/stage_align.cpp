@@ -21,9 +21,9 @@
 
 namespace rlrf {
 
-int reward_model_round(const RunContext& ctx, int round) {
-  return ctx.config.reward.train_knowledge == "sample0" ? round : 0;
-}
+static RewardSchedule schedule_of(const RunContext& ctx) { return ctx.config.reward.schedule(ctx.config.run.rounds); }
+
+int reward_model_round(const RunContext& ctx, int round) { return schedule_of(ctx).model_round(round); }
 
 std::string reward_fingerprint(const RunContext& ctx, int round) {
   // (card texts depend on the prompts and max_new_tokens, which generate_fingerprint covers)
@@ -58,11 +58,8 @@ static std::filesystem::path reward_model_path(const RunContext& ctx, int model_
 // cross-fitting, has fitted those very vectors on the very lists that score them: it rates sample 0
 // above the user's other responses (measured on the demo: best of 4 for 53% of users, against 25%
 // by chance), so sample 0 would be "chosen" for being seen, not for being better. Then its own
-// round's sample 0 is not scored. Cross-fitted models never saw the users they score.
-static bool scored_by(const RunContext& ctx, int model_round, int round, int sample) {
-  if (ctx.config.reward.model == "card") return true;  // card accuracy: no model fitted any response
-  return ctx.config.reward.folds > 1 || !(ctx.config.reward.train_knowledge == "sample0" && model_round == round && sample == 0);
-}
+// round's sample 0 is not scored (RewardSchedule::scores). Cross-fitted models never saw the users
+// they score.
 
 static RewardModel reward_model_from(RunContext& ctx, const Reranker& reranker) {
   RewardModel m;
@@ -82,13 +79,14 @@ static std::vector<StoredReward> score_round(RunContext& ctx, int model_round, i
   const std::vector<int> fold = reward_folds(ctx);
   const int k = std::max(1, ctx.config.reward.folds);
   std::vector<std::vector<UserResponse>> by_fold(static_cast<size_t>(k));
+  const RewardSchedule schedule = schedule_of(ctx);
   for (const StoredResponse& r : ctx.store->responses(round)) {
     const int f = fold[static_cast<size_t>(r.user)];
-    if (f >= 0 && scored_by(ctx, model_round, round, r.sample)) by_fold[static_cast<size_t>(f)].push_back({r.user, r.sample, r.text});
+    if (f >= 0 && schedule.scores(model_round, round, r.sample)) by_fold[static_cast<size_t>(f)].push_back({r.user, r.sample, r.text});
   }
   std::vector<StoredReward> rows;
   std::vector<RewardedResponse> rewarded;
-  const bool card_reward = ctx.config.reward.model == "card";
+  const bool card_reward = !schedule.fits_model();
   const std::vector<KnowledgeCard> cards = card_reward ? user_cards(ctx) : std::vector<KnowledgeCard>{};
   for (int f = 0; f < k; ++f) {
     const std::vector<UserResponse>& responses = by_fold[static_cast<size_t>(f)];
@@ -121,17 +119,17 @@ static std::vector<StoredReward> score_round(RunContext& ctx, int model_round, i
 static void train_reward_models(RunContext& ctx, int round, int model_round, const std::string& stage) {
   const RunConfig& c = ctx.config;
   std::vector<std::string> texts;
-  if (c.reward.train_knowledge == "profile") {
-    texts.assign(ctx.data.sequences.size(), "");
-    for (int32_t u : ctx.users) texts[static_cast<size_t>(u)] = user_profile_summary(ctx.data, u);
-  } else if (c.reward.train_knowledge == "card") {
-    texts = card_texts(ctx);
-  } else {
-    texts = round_knowledge_texts(ctx, round);
+  switch (c.reward.train_knowledge) {
+    case RewardKnowledge::kProfile:
+      texts.assign(ctx.data.sequences.size(), "");
+      for (int32_t u : ctx.users) texts[static_cast<size_t>(u)] = user_profile_summary(ctx.data, u);
+      break;
+    case RewardKnowledge::kCard: texts = card_texts(ctx); break;
+    case RewardKnowledge::kSample0: texts = round_knowledge_texts(ctx, round); break;
   }
   const int k = std::max(1, c.reward.folds);
   log_info("{}: training {} {} reward model(s) on {} knowledge{}", stage, k, c.reward.model,
-           c.reward.train_knowledge == "sample0" ? fmt::format("round {} sample-0", round) : c.reward.train_knowledge,
+           schedule_of(ctx).knowledge_label(model_round),
            k > 1 ? ", each without one fold of the training users (cross-fitted rewards)" : "");
   // Knowledge vectors once, in this process; the trainings run side by side in worker processes.
   RewardModel base = train_reward_model_inputs(ctx.data, texts, *ctx.encoder, ctx.encode_cache(), c.knowledge.user_history,
@@ -171,10 +169,11 @@ void stage_reward(RunContext& ctx, int round) {
     return;
   }
   const RunConfig& c = ctx.config;
-  int model_round = reward_model_round(ctx, round);
-  bool train_new = c.reward.train_knowledge == "sample0" ? round < c.run.rounds : round == 0;
+  const RewardSchedule schedule = schedule_of(ctx);
+  const int model_round = schedule.model_round(round);
+  const bool train_new = schedule.new_model(round);
   if (train_new) {
-    if (c.reward.model != "card") train_reward_models(ctx, round, model_round, stage);
+    if (schedule.fits_model()) train_reward_models(ctx, round, model_round, stage);
     std::vector<StoredReward> rows = score_round(ctx, model_round, round);
     double mean = 0;
     for (const StoredReward& r : rows) mean += r.reward;
@@ -182,7 +181,7 @@ void stage_reward(RunContext& ctx, int round) {
   }
   // The previous round's reward model on this round's responses: did DPO raise the reward?
   if (round > 0) {
-    int prev = reward_model_round(ctx, round - 1);
+    int prev = schedule.model_round(round - 1);
     if (!(train_new && prev == model_round)) {
       std::vector<StoredReward> rows = score_round(ctx, prev, round);
       double mean = 0;
@@ -194,13 +193,16 @@ void stage_reward(RunContext& ctx, int round) {
   ctx.store->mark_stage_done(stage, fp);
 }
 
-// The pairs of round r from the rewards its responses got from reward model r.
-static std::vector<SelectedPair> round_pairs(RunContext& ctx, int round, PairSelection* stats = nullptr) {
+PairSelection round_pair_selection(const RunContext& ctx, int round) {
   std::vector<RewardedResponse> rewarded;
   for (const StoredReward& r : ctx.store->rewards(reward_model_round(ctx, round), round))
     if (ctx.data.sequences[static_cast<size_t>(r.user)].split == Split::kTrain)  // validation users never pair
       rewarded.push_back({r.user, r.sample, r.reward});
-  PairSelection sel = select_pairs(rewarded, ctx.config.reward.min_margin);
+  return select_pairs(rewarded, ctx.config.reward.min_margin);
+}
+
+static std::vector<SelectedPair> round_pairs(RunContext& ctx, int round, PairSelection* stats = nullptr) {
+  PairSelection sel = round_pair_selection(ctx, round);
   if (stats) *stats = sel;
   return sel.pairs;
 }

@@ -318,8 +318,8 @@ void stage_report(RunContext& ctx) {
   else
     md += fmt::format("Reward = mean {}@{} over the user's training lists with the response standing in for the user's knowledge "
                       "(reward model: {} trained on {} knowledge).\n\n",
-                      c.reward.metric == "map" ? "MAP" : "NDCG", c.reward.k, c.reward.model, c.reward.train_knowledge);
-  md += "| responses of | scored by reward model of | responses | mean reward | pairs | ties skipped | mean best (chosen) | mean worst (rejected) | validation users' mean reward |\n|---|---|---|---|---|---|---|---|---|\n";
+                      c.reward.metric == "map" ? "MAP" : "NDCG", c.reward.k, c.reward.model, reward_knowledge_name(c.reward.train_knowledge));
+  md += "| responses of | scored by reward model of | responses | mean reward | pairs | ties skipped | mean chosen (pairs used) | mean rejected (pairs used) | validation users' mean reward |\n|---|---|---|---|---|---|---|---|---|\n";
   Histogram hist;
   hist.title = "Reward distribution per round";
   hist.x_label = "reward";
@@ -336,36 +336,29 @@ void stage_report(RunContext& ctx) {
       RoundRewards rr = load_rewards(ctx, m, r);
       if (rr.by_key.empty()) continue;
       std::string pairs = "-", ties = "-", ch = "-", rej = "-";
-      if (m == reward_model_round(ctx, r)) {
-        if (auto doc = ctx.store->doc(fmt::format("pairs/{}", r))) {
-          auto j = nlohmann::json::parse(*doc);
-          pairs = std::to_string(j.value("pairs", 0));
-          ties = std::to_string(j.value("ties_skipped", 0));
-        }
-        // chosen/rejected means from the rewards themselves
-        std::map<int32_t, std::pair<double, double>> best_worst;
-        for (auto& [k, v] : rr.by_key) {
-          auto it = best_worst.find(k.first);
-          if (it == best_worst.end()) best_worst[k.first] = {v, v};
-          else {
-            it->second.first = std::max(it->second.first, v);
-            it->second.second = std::min(it->second.second, v);
+      if (m == own) {
+        all_s.x.push_back(r);
+        all_s.y.push_back(rr.mean());
+        // Chosen and rejected means over the pairs the round used (ties skipped), by the same
+        // selection stage_pairs made; a round that made no pairs (the last) shows none.
+        if (ctx.store->doc(fmt::format("pairs/{}", r))) {
+          const PairSelection sel = round_pair_selection(ctx, r);
+          pairs = std::to_string(sel.pairs.size());
+          ties = std::to_string(sel.ties_skipped);
+          if (!sel.pairs.empty()) {
+            double sc = 0, sr = 0;
+            for (const SelectedPair& p : sel.pairs) {
+              sc += p.chosen_reward;
+              sr += p.rejected_reward;
+            }
+            const double n = static_cast<double>(sel.pairs.size());
+            ch = fmt::format("{:.4f}", sc / n);
+            rej = fmt::format("{:.4f}", sr / n);
+            chosen_s.x.push_back(r);
+            chosen_s.y.push_back(sc / n);
+            rejected_s.x.push_back(r);
+            rejected_s.y.push_back(sr / n);
           }
-        }
-        double sc = 0, sr = 0;
-        for (auto& [u, bw] : best_worst) {
-          sc += bw.first;
-          sr += bw.second;
-        }
-        if (!best_worst.empty()) {
-          ch = fmt::format("{:.4f}", sc / double(best_worst.size()));
-          rej = fmt::format("{:.4f}", sr / double(best_worst.size()));
-          chosen_s.x.push_back(r);
-          chosen_s.y.push_back(sc / double(best_worst.size()));
-          rejected_s.x.push_back(r);
-          rejected_s.y.push_back(sr / double(best_worst.size()));
-          all_s.x.push_back(r);
-          all_s.y.push_back(rr.mean());
         }
         std::vector<double> values;
         for (auto& [k, v] : rr.by_key) values.push_back(v);

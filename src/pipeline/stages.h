@@ -2,6 +2,7 @@
 // current: SFT warm start, generation of N responses per user, rewards from the recommender, best /
 // worst pairs, DPO, evaluation of the knowledge of every round, and the report.
 #pragma once
+#include "align/pairs.h"
 #include "pipeline/experiment.h"
 #include "pipeline/run_context.h"
 
@@ -45,7 +46,10 @@ std::string results_section(const ExperimentResults& res, const std::vector<std:
 std::string generate_fingerprint(const RunContext& ctx, int round);
 std::string greedy_fingerprint(const RunContext& ctx, int round);
 std::string reward_fingerprint(const RunContext& ctx, int round);
-// The reward model that scores round r's responses for its pairs: r ("sample0") or 0 ("profile").
+// The reward model that scores round r's responses for its pairs (align/reward_schedule.h).
 int reward_model_round(const RunContext& ctx, int round);
+// The pairs of round r (training users only) from the rewards of reward_model_round(r), with the
+// users skipped for ties: what stage_pairs writes and the report describes.
+PairSelection round_pair_selection(const RunContext& ctx, int round);
 
 }  // namespace rlrf

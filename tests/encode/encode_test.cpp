@@ -11,6 +11,7 @@
 
 #include "encode/encode_cache.h"
 #include "encode/encoder.h"
+#include "encode/field_encoder.h"
 #include "encode/glove_encoder.h"
 #include "encode/glove_vectors.h"
 #include "encode/hash_encoder.h"
@@ -270,6 +271,54 @@ TEST(HashingEncoder, DeterministicUnitVectors) {
   EXPECT_NEAR(v[0].norm().item<double>(), 1.0, 1e-6);
   EXPECT_EQ(v[2].abs().sum().item<double>(), 0.0);
   EXPECT_EQ(v[3].abs().sum().item<double>(), 0.0);
+}
+
+// ---- field-aware encoder ------------------------------------------------------------------------
+
+TEST(FieldEncoder, SplitsACardAtItsLabels) {
+  auto f = split_fields("Likes: Drama, Comedy. Dislikes: Horror. Era: 1990s. Rater: generous. Favourite: Fargo.",
+                        kCardFieldLabels);
+  EXPECT_EQ(f, (std::vector<std::string>{"", "Drama, Comedy.", "Horror.", "1990s.", "generous.", "Fargo."}));
+  // Text before the first label is slot 0; "dislikes:" is not "likes:"; a repeated label counts its first
+  // statement only (as parse_card); case does not matter; a text without labels is all slot 0.
+  f = split_fields("A user. DISLIKES: War. likes: Drama. likes: Crime", kCardFieldLabels);
+  EXPECT_EQ(f, (std::vector<std::string>{"A user.", "Drama.", "War.", "", "", ""}));
+  f = split_fields("Toy Story (1995), Animation", kCardFieldLabels);
+  EXPECT_EQ(f[0], "Toy Story (1995), Animation");
+  for (size_t i = 1; i < f.size(); ++i) EXPECT_EQ(f[i], "");
+}
+
+TEST(FieldEncoder, EachFieldHasItsSlotSoSwappedFieldsDiffer) {
+  auto enc = make_encoder("fields:hash:16");
+  EXPECT_EQ(enc->dim(), 6 * 16);
+  EXPECT_EQ(enc->name(), "fields-likes-dislikes-era-rater-favourite-hash-16");
+  HashingEncoder inner(16);
+  at::Tensor v = enc->encode({"Likes: Drama. Dislikes: Comedy.", "Likes: Comedy. Dislikes: Drama.", "Drama"});
+  ASSERT_EQ(v.sizes(), (at::IntArrayRef{3, 96}));
+  at::Tensor drama = inner.encode({"Drama"})[0], comedy = inner.encode({"Comedy"})[0];
+  EXPECT_TRUE(at::equal(v[0].slice(0, 16, 32), drama));   // likes slot
+  EXPECT_TRUE(at::equal(v[0].slice(0, 32, 48), comedy));  // dislikes slot
+  EXPECT_TRUE(at::equal(v[1].slice(0, 16, 32), comedy));
+  EXPECT_FALSE(at::equal(v[0], v[1]));  // a field-blind mean of the same words could not tell them apart
+  EXPECT_TRUE(at::equal(inner.encode({"Likes: Drama. Dislikes: Comedy."})[0],
+                        inner.encode({"Likes: Comedy. Dislikes: Drama."})[0]));
+  EXPECT_TRUE(at::equal(v[2].slice(0, 0, 16), drama));  // unlabelled text: slot 0, the rest zero
+  EXPECT_EQ(v[2].slice(0, 16).abs().sum().item<double>(), 0.0);
+}
+
+TEST(FieldEncoder, CustomLabelsAndBadSpecs) {
+  auto enc = make_encoder("fields(taste, mood):hash:8");
+  EXPECT_EQ(enc->dim(), 3 * 8);
+  at::Tensor v = enc->encode({"Mood: calm. Taste: sweet."});
+  HashingEncoder inner(8);
+  EXPECT_TRUE(at::equal(v[0].slice(0, 8, 16), inner.encode({"sweet."})[0]));
+  EXPECT_TRUE(at::equal(v[0].slice(0, 16, 24), inner.encode({"calm."})[0]));
+  std::string e = error_of([] { make_encoder("fields"); });
+  EXPECT_NE(e.find("fields:INNER"), std::string::npos) << e;
+  e = error_of([] { make_encoder("fields(a,b:hash"); });
+  EXPECT_NE(e.find("without ')'"), std::string::npos) << e;
+  e = error_of([] { make_encoder("fields:nonsense"); });
+  EXPECT_NE(e.find("'nonsense'"), std::string::npos) << e;
 }
 
 // ---- encoding cache -----------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 // results, plots, pairs for TRL and LLaMA-Factory, PEFT adapters), test users never get rewards,
 // and a second run finds every stage current and changes nothing. Every shipped config parses.
 #include <gtest/gtest.h>
+#include <fmt/format.h>
 
 #include <sys/wait.h>
 
@@ -12,6 +13,7 @@
 #include <set>
 
 #include "run_process.h"
+#include "align/pairs.h"
 #include "data/prepare.h"
 #include "pipeline/experiment.h"
 #include "pipeline/run_config.h"
@@ -116,6 +118,20 @@ TEST(Run, WholeLoopWritesEveryArtefactAndASecondRunChangesNothing) {
     EXPECT_TRUE(diag[1].contains("heldout_accuracy"));
     std::string knowledge = read_file(dir / "knowledge" / "round0.jsonl");
     EXPECT_EQ(std::count(knowledge.begin(), knowledge.end(), '\n'), 48);
+    // The report's chosen/rejected means describe the pairs DPO used (tied users skipped), not the
+    // best and worst of every user.
+    std::vector<RewardedResponse> train;
+    for (const StoredReward& r : store.rewards(0, 0))
+      if (data.sequences[static_cast<size_t>(r.user)].split == Split::kTrain) train.push_back({r.user, r.sample, r.reward});
+    PairSelection sel = select_pairs(train);
+    ASSERT_FALSE(sel.pairs.empty());
+    double chosen = 0, rejected = 0;
+    for (const SelectedPair& p : sel.pairs) {
+      chosen += p.chosen_reward / double(sel.pairs.size());
+      rejected += p.rejected_reward / double(sel.pairs.size());
+    }
+    const std::string row = fmt::format("| {} | {} | {:.4f} | {:.4f} |", sel.pairs.size(), sel.ties_skipped, chosen, rejected);
+    EXPECT_NE(report.find(row), std::string::npos) << row << "\n" << report;
   }
 
   // A second run: every stage current, the results as they were.
