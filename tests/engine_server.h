@@ -81,13 +81,15 @@ inline int free_port() {
 // A llama-server child process on 127.0.0.1:port, stopped (SIGTERM) by the destructor.
 class LlamaServer {
  public:
-  LlamaServer(int parallel = 2, int threads = 1) : parallel_(parallel), threads_(threads), port_(free_port()) {}
+  // `model`: a GGUF file (default: the demo model as llama.cpp's converter wrote it).
+  LlamaServer(int parallel = 2, int threads = 1, std::filesystem::path model = {})
+      : parallel_(parallel), threads_(threads), port_(free_port()), model_(model.empty() ? tinystories_gguf() : std::move(model)) {}
   ~LlamaServer() { stop(); }
 
   // Starts it and waits until /health answers 200; false (with the log's tail in `why`) when not.
   bool start(std::string* why = nullptr) {
     log_ = fresh_temp_dir("llama-server-" + std::to_string(port_)) / "server.log";
-    const std::string bin = llama_server_binary().string(), model = tinystories_gguf().string();
+    const std::string bin = llama_server_binary().string(), model = model_.string();
     const std::string port = std::to_string(port_), np = std::to_string(parallel_), t = std::to_string(threads_),
                       ctx = std::to_string(1024 * parallel_);
     pid_ = ::fork();
@@ -124,6 +126,7 @@ class LlamaServer {
 
  private:
   int parallel_, threads_, port_;
+  std::filesystem::path model_;
   pid_t pid_ = -1;
   std::filesystem::path log_;
 };

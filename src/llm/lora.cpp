@@ -136,27 +136,19 @@ std::vector<at::Tensor> trainable_parameters(LlamaForCausalLM& model) {
   return out;
 }
 
-void save_lora(LlamaForCausalLM& model, const LoraConfig& config, const fs::path& dir, at::ScalarType dtype) {
-  auto layers = adapted(model);
-  RLRF_CHECK(!layers.empty(), "save_lora: the model has no LoRA adapters to save to '{}'", dir.string());
-  std::vector<NamedTensor> tensors;
-  std::set<std::string> modules;
-  for (auto& [name, lin] : layers) {
-    tensors.push_back({kPeftPrefix + name + ".lora_A.weight", lin->lora_A->weight.detach().to(dtype)});
-    tensors.push_back({kPeftPrefix + name + ".lora_B.weight", lin->lora_B->weight.detach().to(dtype)});
-    modules.insert(name.substr(name.rfind('.') + 1));
-  }
-  const LoraSpec& spec = layers.front().second->lora_spec();
+namespace {
+
+// adapter_config.json of a LoRA adapter (PEFT's keys and defaults).
+json adapter_config_json(const LoraSpec& spec, const json& target_modules, const std::string& base_model) {
   json j;
   j["peft_type"] = "LORA";
   j["task_type"] = "CAUSAL_LM";
-  j["base_model_name_or_path"] = config.base_model_name_or_path;
+  j["base_model_name_or_path"] = base_model;
   j["r"] = spec.r;
   if (spec.alpha == std::floor(spec.alpha)) j["lora_alpha"] = static_cast<int64_t>(spec.alpha);
   else j["lora_alpha"] = spec.alpha;
   j["lora_dropout"] = spec.dropout;
-  if (!config.target_regex.empty()) j["target_modules"] = config.target_regex;
-  else j["target_modules"] = std::vector<std::string>(modules.begin(), modules.end());
+  j["target_modules"] = target_modules;
   j["bias"] = "none";
   j["fan_in_fan_out"] = false;
   j["inference_mode"] = true;
@@ -169,12 +161,29 @@ void save_lora(LlamaForCausalLM& model, const LoraConfig& config, const fs::path
   j["rank_pattern"] = json::object();
   j["alpha_pattern"] = json::object();
   j["revision"] = nullptr;
-  ensure_dir(dir);
-  save_safetensors(dir / "adapter_model.safetensors", tensors, {{"format", "pt"}});
-  write_file_atomic(dir / "adapter_config.json", j.dump(2) + "\n");
+  return j;
 }
 
-LoraConfig load_lora(LlamaForCausalLM& model, const fs::path& dir) {
+}  // namespace
+
+void save_lora(LlamaForCausalLM& model, const LoraConfig& config, const fs::path& dir, at::ScalarType dtype) {
+  auto layers = adapted(model);
+  RLRF_CHECK(!layers.empty(), "save_lora: the model has no LoRA adapters to save to '{}'", dir.string());
+  std::vector<NamedTensor> tensors;
+  std::set<std::string> modules;
+  for (auto& [name, lin] : layers) {
+    tensors.push_back({kPeftPrefix + name + ".lora_A.weight", lin->lora_A->weight.detach().to(dtype)});
+    tensors.push_back({kPeftPrefix + name + ".lora_B.weight", lin->lora_B->weight.detach().to(dtype)});
+    modules.insert(name.substr(name.rfind('.') + 1));
+  }
+  const LoraSpec& spec = layers.front().second->lora_spec();
+  json target = config.target_regex.empty() ? json(std::vector<std::string>(modules.begin(), modules.end())) : json(config.target_regex);
+  ensure_dir(dir);
+  save_safetensors(dir / "adapter_model.safetensors", tensors, {{"format", "pt"}});
+  write_file_atomic(dir / "adapter_config.json", adapter_config_json(spec, target, config.base_model_name_or_path).dump(2) + "\n");
+}
+
+LoraConfig read_lora_config(const fs::path& dir) {
   const fs::path cfg_path = dir / "adapter_config.json";
   json j;
   try {
@@ -223,6 +232,11 @@ LoraConfig load_lora(LlamaForCausalLM& model, const fs::path& dir) {
     c.target_modules = tm->get<std::vector<std::string>>();
   }
 
+  return c;
+}
+
+LoraConfig load_lora(LlamaForCausalLM& model, const fs::path& dir) {
+  LoraConfig c = read_lora_config(dir);
   const fs::path weights = dir / "adapter_model.safetensors";
   RLRF_CHECK(fs::exists(weights), "'{}' does not exist (only safetensors adapters are read; adapter_model.bin is not)",
              weights.string());
@@ -252,6 +266,101 @@ LoraConfig load_lora(LlamaForCausalLM& model, const fs::path& dir) {
                weights.string(), n);
   }
   return c;
+}
+
+
+namespace {
+
+// One adapter's weights by module path: A [r, in], B [out, r].
+struct AdapterWeights {
+  LoraConfig config;
+  std::map<std::string, std::pair<at::Tensor, at::Tensor>> modules;
+};
+
+AdapterWeights read_adapter_weights(const fs::path& dir) {
+  AdapterWeights a;
+  a.config = read_lora_config(dir);
+  const fs::path weights = dir / "adapter_model.safetensors";
+  RLRF_CHECK(fs::exists(weights), "'{}' does not exist (only safetensors adapters are read)", weights.string());
+  SafetensorsFile file = SafetensorsFile::open(weights);
+  const std::string prefix = kPeftPrefix;
+  for (const std::string& n : file.names()) {
+    std::string rest = n;
+    RLRF_CHECK(starts_with(rest, prefix), "'{}': tensor '{}' does not start with PEFT's prefix '{}'", weights.string(), n, prefix);
+    rest = rest.substr(prefix.size());
+    bool is_a = false;
+    bool found = false;
+    for (const char* suffix : {".lora_A.weight", ".lora_A.default.weight", ".lora_B.weight", ".lora_B.default.weight"}) {
+      if (ends_with(rest, suffix)) {
+        is_a = std::string(suffix).find("lora_A") != std::string::npos;
+        rest = rest.substr(0, rest.size() - std::string(suffix).size());
+        found = true;
+        break;
+      }
+    }
+    RLRF_CHECK(found, "'{}': tensor '{}' is not a lora_A or lora_B weight", weights.string(), n);
+    at::Tensor t = file.tensor(n).to(at::kFloat);
+    RLRF_CHECK(t.dim() == 2 && (is_a ? t.size(0) : t.size(1)) == a.config.r,
+               "'{}': tensor '{}' has shape {}; expected rank {} (adapter_config.json's r) as its {} dimension", weights.string(), n,
+               shape_string(t.sizes()), a.config.r, is_a ? "first" : "second");
+    (is_a ? a.modules[rest].first : a.modules[rest].second) = t;
+  }
+  for (auto& [m, ab] : a.modules)
+    RLRF_CHECK(ab.first.defined() && ab.second.defined(), "'{}': module '{}' has only one of lora_A and lora_B", weights.string(), m);
+  RLRF_CHECK(!a.modules.empty(), "'{}' holds no LoRA weights", weights.string());
+  return a;
+}
+
+}  // namespace
+
+FoldedLora fold_lora_adapters(const std::vector<fs::path>& adapters, const fs::path& out_dir, const std::string& base_model_name_or_path,
+                              at::ScalarType dtype) {
+  RLRF_CHECK(!adapters.empty(), "fold_lora_adapters: no adapters to fold into '{}'", out_dir.string());
+  std::vector<AdapterWeights> in;
+  for (const fs::path& dir : adapters) in.push_back(read_adapter_weights(dir));
+  // Every module any adapter adapts, with its [out, in].
+  std::map<std::string, std::pair<int64_t, int64_t>> shapes;
+  bool by_path = false;
+  for (size_t i = 0; i < in.size(); ++i) {
+    by_path = by_path || !in[i].config.target_regex.empty();
+    for (auto& [m, ab] : in[i].modules) {
+      std::pair<int64_t, int64_t> s = {ab.second.size(0), ab.first.size(1)};
+      auto [it, fresh] = shapes.emplace(m, s);
+      RLRF_CHECK(fresh || it->second == s, "'{}': module '{}' is [{}, {}] here but [{}, {}] in an earlier adapter (another base model?)",
+                 adapters[i].string(), m, s.first, s.second, it->second.first, it->second.second);
+    }
+  }
+  FoldedLora out;
+  for (const AdapterWeights& a : in) out.r += a.config.r;
+  std::vector<NamedTensor> tensors;
+  std::set<std::string> suffixes;
+  torch::NoGradGuard no_grad;
+  for (auto& [m, s] : shapes) {
+    std::vector<at::Tensor> as, bs;
+    for (const AdapterWeights& a : in) {
+      LoraSpec spec{a.config.r, a.config.alpha, 0.0, a.config.use_rslora};
+      auto it = a.modules.find(m);
+      if (it == a.modules.end()) {
+        as.push_back(at::zeros({a.config.r, s.second}, at::kFloat));
+        bs.push_back(at::zeros({s.first, a.config.r}, at::kFloat));
+      } else {
+        as.push_back(it->second.first);
+        bs.push_back((it->second.second.to(at::kDouble) * spec.scaling()).to(at::kFloat));
+      }
+    }
+    tensors.push_back({kPeftPrefix + m + ".lora_A.weight", at::cat(as, 0).to(dtype)});
+    tensors.push_back({kPeftPrefix + m + ".lora_B.weight", at::cat(bs, 1).to(dtype)});
+    out.modules.push_back(m);
+    suffixes.insert(m.substr(m.rfind('.') + 1));
+  }
+  // Suffixes reach exactly these modules when every input chose its modules by name; an adapter
+  // chosen by a regex may cover only some layers, so then the full paths are listed.
+  json target = by_path ? json(out.modules) : json(std::vector<std::string>(suffixes.begin(), suffixes.end()));
+  LoraSpec folded{out.r, static_cast<double>(out.r), 0.0, false};  // scale alpha / r = 1: the scales sit in B
+  ensure_dir(out_dir);
+  save_safetensors(out_dir / "adapter_model.safetensors", tensors, {{"format", "pt"}});
+  write_file_atomic(out_dir / "adapter_config.json", adapter_config_json(folded, target, base_model_name_or_path).dump(2) + "\n");
+  return out;
 }
 
 }  // namespace rlrf::llm

@@ -76,6 +76,22 @@ void save_lora(LlamaForCausalLM& model, const LoraConfig& config, const std::fil
 // rank/alpha patterns, modules_to_save) by name. Returns the adapter's config.
 LoraConfig load_lora(LlamaForCausalLM& model, const std::filesystem::path& dir);
 
+// The PEFT adapter_config.json of `dir` (the checks of load_lora), without loading weights.
+LoraConfig read_lora_config(const std::filesystem::path& dir);
+
+// A chain of adapters, applied to one base in order (as load_merged_policy merges them), folded
+// into one PEFT adapter of that base: sum_i s_i B_i A_i is exactly one LoRA of rank r = sum_i r_i,
+//   A = [A_1; A_2; ...] (rows), B = [s_1 B_1, s_2 B_2, ...] (columns), lora_alpha = r (scale 1),
+// with zero blocks where an adapter leaves a module alone. Written to `out_dir` (adapter_config.json
+// naming `base_model_name_or_path`, adapter_model.safetensors in `dtype`). The only rounding is
+// s_i B_i in fp32; applying it computes W x + B (A x), the chain W + s_1 B_1 A_1 + ... .
+struct FoldedLora {
+  int64_t r = 0;
+  std::vector<std::string> modules;  // module paths adapted
+};
+FoldedLora fold_lora_adapters(const std::vector<std::filesystem::path>& adapters, const std::filesystem::path& out_dir,
+                              const std::string& base_model_name_or_path, at::ScalarType dtype = at::kFloat);
+
 // "base_model.model." + module path: PEFT's key prefix.
 inline constexpr const char* kPeftPrefix = "base_model.model.";
 

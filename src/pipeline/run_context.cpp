@@ -30,9 +30,14 @@ bool stage_current(const RunContext& ctx, const std::string& stage, const std::s
   return stored && *stored == fp;
 }
 
-std::filesystem::path RunContext::model_dir(int round) const {
-  return dir / "models" / ("round" + std::to_string(round));
+std::filesystem::path round_model_dir(const std::filesystem::path& run_dir, int round) {
+  return run_dir / "models" / ("round" + std::to_string(round));
 }
+
+std::filesystem::path sft_model_dir(const std::filesystem::path& run_dir) { return run_dir / "models" / "sft"; }
+
+std::filesystem::path RunContext::model_dir(int round) const { return round_model_dir(dir, round); }
+std::filesystem::path RunContext::sft_dir() const { return sft_model_dir(dir); }
 
 static std::string prepare_fingerprint(const RunConfig& c, const std::string& setting) {
   std::vector<std::string> parts = {kPipelineVersion, "prepare", c.sections_text({"prepare"})};
@@ -165,31 +170,37 @@ at::ScalarType stage_dtype(const RunContext& ctx, const std::string& stage_dtype
   return llm::parse_dtype(stage_dtype.empty() ? ctx.config.model.dtype : stage_dtype);
 }
 
-bool dpo_round_skipped(const RunContext& ctx, int round) {
-  return round > 0 && std::filesystem::exists(ctx.model_dir(round) / kSkippedRoundFile);
+bool dpo_round_skipped(const std::filesystem::path& run_dir, int round) {
+  return round > 0 && std::filesystem::exists(round_model_dir(run_dir, round) / kSkippedRoundFile);
+}
+
+bool dpo_round_skipped(const RunContext& ctx, int round) { return dpo_round_skipped(ctx.dir, round); }
+
+PolicyChain policy_chain(const RunConfig& c, const std::filesystem::path& run_dir, int round) {
+  PolicyChain chain;
+  chain.base = expand_path(c.model.path);
+  if (c.sft.enabled && c.sft.finetune == "full") chain.base = sft_model_dir(run_dir);
+  if (c.sft.enabled && c.sft.finetune == "lora") chain.adapters.push_back(sft_model_dir(run_dir) / "adapter");
+  for (int r = 1; r <= round; ++r) {
+    if (dpo_round_skipped(run_dir, r)) continue;  // no pairs that round: its policy is the one before
+    if (c.dpo.finetune == "full") {
+      // Full DPO fine-tunes save whole models: the latest one replaces everything before it.
+      chain.base = round_model_dir(run_dir, r);
+      chain.adapters.clear();
+    } else {
+      chain.adapters.push_back(round_model_dir(run_dir, r) / "adapter");
+    }
+  }
+  return chain;
 }
 
 llm::LlamaForCausalLM load_policy(const RunContext& ctx, int round, at::ScalarType dtype) {
-  const RunConfig& c = ctx.config;
   llm::ModelOptions options;
   options.device = ctx.device;
   options.dtype = dtype;
-  std::filesystem::path base = expand_path(c.model.path);
-  std::vector<std::filesystem::path> adapters;
-  if (c.sft.enabled && c.sft.finetune == "full") base = ctx.sft_dir();
-  if (c.sft.enabled && c.sft.finetune == "lora") adapters.push_back(ctx.sft_dir() / "adapter");
-  for (int r = 1; r <= round; ++r) {
-    if (dpo_round_skipped(ctx, r)) continue;  // no pairs that round: its policy is the one before
-    if (c.dpo.finetune == "full") {
-      // Full DPO fine-tunes save whole models: the latest one replaces everything before it.
-      base = ctx.model_dir(r);
-      adapters.clear();
-    } else {
-      adapters.push_back(ctx.model_dir(r) / "adapter");
-    }
-  }
+  PolicyChain chain = policy_chain(ctx.config, ctx.dir, round);
   // Weights and adapters merge in fp32 and are cast to `dtype` once (llm/lora.h).
-  return llm::load_merged_policy(base, adapters, options);
+  return llm::load_merged_policy(chain.base, chain.adapters, options);
 }
 
 std::vector<std::string> round_knowledge_texts(const RunContext& ctx, int round) {

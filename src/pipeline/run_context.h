@@ -50,8 +50,22 @@ struct RunContext {
   std::filesystem::path path(const std::string& rel) const { return dir / rel; }
   std::filesystem::path encode_cache() const { return dir / "cache" / "encode"; }
   std::filesystem::path model_dir(int round) const;  // where round r's policy (adapter or model) lives
-  std::filesystem::path sft_dir() const { return dir / "models" / "sft"; }
+  std::filesystem::path sft_dir() const;
 };
+
+// Where a run directory keeps round r's policy (an adapter/ or a full model) and the SFT model.
+std::filesystem::path round_model_dir(const std::filesystem::path& run_dir, int round);
+std::filesystem::path sft_model_dir(const std::filesystem::path& run_dir);
+
+// The files round r's policy is made of: a model directory in Hugging Face layout (the configured
+// model, the full SFT model, or the latest full DPO round) and the PEFT adapters merged into it, in
+// order (the LoRA SFT adapter, then each LoRA round's; rounds that were skipped add nothing). Round
+// r's adapter was trained on the policy of round r-1: the chain up to r-1, merged.
+struct PolicyChain {
+  std::filesystem::path base;
+  std::vector<std::filesystem::path> adapters;
+};
+PolicyChain policy_chain(const RunConfig& config, const std::filesystem::path& run_dir, int round);
 
 // SHA-256 over the parts, joined with a separator that cannot occur in them.
 std::string fingerprint(const std::vector<std::string>& parts);
@@ -77,6 +91,7 @@ llm::LlamaForCausalLM load_policy(const RunContext& ctx, int round, at::ScalarTy
 // Marked by this file in model_dir(r).
 inline constexpr const char* kSkippedRoundFile = "skipped.json";
 bool dpo_round_skipped(const RunContext& ctx, int round);
+bool dpo_round_skipped(const std::filesystem::path& run_dir, int round);
 // A stage's compute dtype: its own `dtype` key when set, else [model] dtype.
 at::ScalarType stage_dtype(const RunContext& ctx, const std::string& stage_dtype);
 

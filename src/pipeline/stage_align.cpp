@@ -11,6 +11,7 @@
 #include "knowledge/knowledge.h"
 #include "llm/lora.h"
 #include "llm/checkpoint.h"
+#include "pipeline/export.h"
 #include "pipeline/stages.h"
 #include "rerank/checkpoint.h"
 #include "rerank/knowledge_vectors.h"
@@ -293,7 +294,9 @@ void stage_dpo(RunContext& ctx, int round) {
   // The policy in fp32 (master weights); [dpo] dtype is the compute dtype of its forward/backward.
   llm::LlamaForCausalLM model = load_policy(ctx, from, at::kFloat);
   llm::LoraConfig lora = c.dpo.lora;
-  lora.base_model_name_or_path = expand_path(c.model.path).string();
+  // What the adapter is relative to: round `from`'s policy (a model on disk, or the merge that
+  // `rlrf export` writes; pipeline/export.h), not the configured model.
+  lora.base_model_name_or_path = round_adapter_base(c, ctx.dir, round);
   // A fresh adapter each round, its A drawn from a stream of its own (PEFT: B = 0, so the round
   // starts at the previous policy either way).
   lora.seed = c.dpo.lora.seed + 0x9e3779b97f4a7c15ull * static_cast<uint64_t>(round);
@@ -320,6 +323,7 @@ void stage_dpo(RunContext& ctx, int round) {
   }
   if (c.dpo.finetune == "lora") {
     llm::save_lora(model, lora, ctx.model_dir(round) / "adapter");
+    write_round_adapter_readme(c, ctx.dir, round);
   } else {
     llm::SaveOptions save;
     save.dtype = at::kFloat;  // the master weights

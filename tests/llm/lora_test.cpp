@@ -293,3 +293,67 @@ TEST(Lora, RealisticDeltaSurvivesTheRoundTripToTheGeneratingPolicy) {
   // whole effect; no bf16 variant is exact, so the run generates in fp32 (configs/demo.toml).
   EXPECT_GT(d_old, effect);
 }
+
+// A chain of adapters (each trained on the policy before it, merged in order) folded into one
+// adapter of rank sum r_i on the first base: the same policy, merged or unmerged. The chain mixes
+// ranks, alphas, rsLoRA and target modules; the second adapter also adapts modules the first
+// leaves alone (zero blocks).
+TEST(Lora, FoldedChainIsOneAdapterOfTheSamePolicy) {
+  RLRF_REQUIRE_TINYSTORIES();
+  const fs::path dir = rlrf::fresh_temp_dir("lora_fold");
+  LoraConfig first, second, third;
+  first.r = 4;
+  first.alpha = 8;
+  first.target_modules = {"q_proj", "v_proj"};
+  second.r = 2;
+  second.alpha = 16;
+  second.use_rslora = true;
+  second.target_modules = kAll;
+  third.r = 3;
+  third.alpha = 3;
+  third.target_regex = R"(model\.layers\.1\.mlp\..*)";
+  const std::vector<LoraConfig> configs = {first, second, third};
+  std::vector<fs::path> adapters;
+  for (size_t i = 0; i < configs.size(); ++i) {
+    // Adapter i is trained on the base with adapters 0..i-1 merged (load_merged_policy's order).
+    ModelOptions o;
+    LlamaForCausalLM m = load_merged_policy(tinystories_dir(), adapters, o);
+    apply_lora(m, configs[i]);
+    randomize_b(m, 0.05, 20 + static_cast<int>(i));
+    adapters.push_back(dir / ("a" + std::to_string(i)));
+    save_lora(m, configs[i], adapters.back());
+  }
+  ModelOptions fp32;
+  LlamaForCausalLM chain = load_merged_policy(tinystories_dir(), adapters, fp32);
+  const at::Tensor want = logits_of(chain, sample_ids());
+  LlamaForCausalLM base = load(tinystories_dir());
+  ASSERT_GT(max_abs_diff(logits_of(base, sample_ids()), want), 1e-2);  // the chain changes the policy
+
+  FoldedLora folded = fold_lora_adapters(adapters, dir / "folded", "the-base");
+  EXPECT_EQ(folded.r, 9);
+  EXPECT_EQ(folded.modules.size(), 14u);
+  auto j = nlohmann::json::parse(rlrf::read_file(dir / "folded" / "adapter_config.json"));
+  EXPECT_EQ(j["r"], 9);
+  EXPECT_EQ(j["lora_alpha"], 9);
+  EXPECT_EQ(j["use_rslora"], false);
+  EXPECT_EQ(j["base_model_name_or_path"], "the-base");
+  EXPECT_EQ(j["target_modules"].size(), 14u);  // a regex input: the full module paths
+  EXPECT_EQ(j["target_modules"][0], "model.layers.0.mlp.down_proj");
+
+  LlamaForCausalLM merged = load_merged_policy(tinystories_dir(), {dir / "folded"}, fp32);
+  const double d_merged = max_abs_diff(logits_of(merged, sample_ids()), want);
+  LlamaForCausalLM unmerged = load(tinystories_dir());  // PEFT's way: W x + B (A x)
+  load_lora(unmerged, dir / "folded");
+  const double d_unmerged = max_abs_diff(logits_of(unmerged, sample_ids()), want);
+  std::printf("folded chain (r = 4 + 2 + 3): max |logit - chain's| merged %.3g, unmerged %.3g (logits up to %.1f)\n", d_merged,
+              d_unmerged, want.abs().max().item<double>());
+  EXPECT_LT(d_merged, 1e-4);
+  EXPECT_LT(d_unmerged, 1e-4);
+
+  // Adapters chosen by name only: the folded one lists module names, as PEFT writes them.
+  fold_lora_adapters({adapters[0], adapters[1]}, dir / "named", "b");
+  auto k = nlohmann::json::parse(rlrf::read_file(dir / "named" / "adapter_config.json"));
+  std::set<std::string> names(k["target_modules"].begin(), k["target_modules"].end());
+  EXPECT_EQ(names, std::set<std::string>(kAll.begin(), kAll.end()));
+  EXPECT_THROW(fold_lora_adapters({}, dir / "none", "b"), rlrf::Error);
+}
