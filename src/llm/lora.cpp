@@ -136,15 +136,36 @@ std::vector<at::Tensor> trainable_parameters(LlamaForCausalLM& model) {
   return out;
 }
 
+std::vector<std::string> adapted_module_names(LlamaForCausalLM& model) {
+  // Short names ("q_proj") when every layer of that name carries an adapter, so that PEFT, which
+  // matches a name against the ends of module paths, adapts exactly the trained layers; the full
+  // paths of the adapted layers otherwise (some layers of a name only, or a target_regex).
+  std::map<std::string, std::pair<int, int>> by_short;  // short name -> (adapted, all)
+  std::vector<std::string> full;
+  for (auto& [name, lin] : model->named_linears()) {
+    auto& counts = by_short[name.substr(name.rfind('.') + 1)];
+    ++counts.second;
+    if (lin->has_lora()) {
+      ++counts.first;
+      full.push_back(name);
+    }
+  }
+  std::vector<std::string> short_names;
+  for (const auto& [short_name, counts] : by_short) {
+    if (counts.first == 0) continue;
+    if (counts.first != counts.second) return full;
+    short_names.push_back(short_name);
+  }
+  return short_names;
+}
+
 void save_lora(LlamaForCausalLM& model, const LoraConfig& config, const fs::path& dir, at::ScalarType dtype) {
   auto layers = adapted(model);
   RLRF_CHECK(!layers.empty(), "save_lora: the model has no LoRA adapters to save to '{}'", dir.string());
   std::vector<NamedTensor> tensors;
-  std::set<std::string> modules;
   for (auto& [name, lin] : layers) {
     tensors.push_back({kPeftPrefix + name + ".lora_A.weight", lin->lora_A->weight.detach().to(dtype)});
     tensors.push_back({kPeftPrefix + name + ".lora_B.weight", lin->lora_B->weight.detach().to(dtype)});
-    modules.insert(name.substr(name.rfind('.') + 1));
   }
   const LoraSpec& spec = layers.front().second->lora_spec();
   json j;
@@ -155,8 +176,7 @@ void save_lora(LlamaForCausalLM& model, const LoraConfig& config, const fs::path
   if (spec.alpha == std::floor(spec.alpha)) j["lora_alpha"] = static_cast<int64_t>(spec.alpha);
   else j["lora_alpha"] = spec.alpha;
   j["lora_dropout"] = spec.dropout;
-  if (!config.target_regex.empty()) j["target_modules"] = config.target_regex;
-  else j["target_modules"] = std::vector<std::string>(modules.begin(), modules.end());
+  j["target_modules"] = adapted_module_names(model);
   j["bias"] = "none";
   j["fan_in_fan_out"] = false;
   j["inference_mode"] = true;

@@ -32,7 +32,7 @@ struct RunContext {
   PreparedData data;
   std::string prepared_fingerprint;
   Tokenizer tokenizer;
-  std::string chat_template;  // resolved: llama3 | chatml | none
+  std::string chat_template;  // resolved: llama3 | llama3.1 | chatml | none
   int max_context = 0;
   std::string device;          // resolved
   std::unique_ptr<TextEncoder> encoder;
@@ -73,6 +73,12 @@ std::string policy_fingerprint(const RunContext& ctx, int round);
 // adapters (or round r's full model), all merged in fp32 and only then cast to `dtype` (a delta
 // merged into bf16 weights would round away). Rounds that were skipped (no pairs) add nothing.
 llm::LlamaForCausalLM load_policy(const RunContext& ctx, int round, at::ScalarType dtype);
+// What load_policy merges for round r: a model directory and the adapters applied to it in order.
+struct PolicyParts {
+  std::filesystem::path base;
+  std::vector<std::filesystem::path> adapters;
+};
+PolicyParts policy_parts(const RunContext& ctx, int round);
 // A DPO round left no pairs to train on (every user's rewards tied): its policy is round r-1's.
 // Marked by this file in model_dir(r).
 inline constexpr const char* kSkippedRoundFile = "skipped.json";
