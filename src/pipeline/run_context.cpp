@@ -169,11 +169,8 @@ bool dpo_round_skipped(const RunContext& ctx, int round) {
   return round > 0 && std::filesystem::exists(ctx.model_dir(round) / kSkippedRoundFile);
 }
 
-llm::LlamaForCausalLM load_policy(const RunContext& ctx, int round, at::ScalarType dtype) {
+PolicyParts policy_parts(const RunContext& ctx, int round) {
   const RunConfig& c = ctx.config;
-  llm::ModelOptions options;
-  options.device = ctx.device;
-  options.dtype = dtype;
   std::filesystem::path base = expand_path(c.model.path);
   std::vector<std::filesystem::path> adapters;
   if (c.sft.enabled && c.sft.finetune == "full") base = ctx.sft_dir();
@@ -188,8 +185,16 @@ llm::LlamaForCausalLM load_policy(const RunContext& ctx, int round, at::ScalarTy
       adapters.push_back(ctx.model_dir(r) / "adapter");
     }
   }
+  return {base, adapters};
+}
+
+llm::LlamaForCausalLM load_policy(const RunContext& ctx, int round, at::ScalarType dtype) {
+  llm::ModelOptions options;
+  options.device = ctx.device;
+  options.dtype = dtype;
+  PolicyParts parts = policy_parts(ctx, round);
   // Weights and adapters merge in fp32 and are cast to `dtype` once (llm/lora.h).
-  return llm::load_merged_policy(base, adapters, options);
+  return llm::load_merged_policy(parts.base, parts.adapters, options);
 }
 
 std::vector<std::string> round_knowledge_texts(const RunContext& ctx, int round) {
