@@ -48,6 +48,22 @@ void DpoConfig::read(const ConfigSection& s) {
   RLRF_CHECK(threads >= 0, "{}: threads must be >= 0 (0: automatic), got {}", s.where(), threads);
   if (!dtype.empty()) llm::parse_dtype(dtype);  // a clear error now rather than at load time
   check_schedule_kind(schedule, s.where());
+  s.read("backend", backend);
+  s.read("command", command);
+  s.read("cutoff_len", cutoff_len);
+  s.read("template", trainer_template);
+  RLRF_CHECK(backend == "builtin" || backend == "command", "{}: backend must be \"builtin\" or \"command\", got \"{}\"",
+             s.where(), backend);
+  if (backend == "command") {
+    RLRF_CHECK(!command.empty(), "{}: backend = \"command\" needs command = \"...\" (a shell command line; {{config}}, "
+               "{{pairs}} and {{output_dir}} are replaced), e.g. \"llamafactory-cli train {{config}}\"", s.where());
+    RLRF_CHECK(finetune == "lora", "{}: backend = \"command\" reads a PEFT adapter back: finetune must be \"lora\", got \"{}\"",
+               s.where(), finetune);
+    RLRF_CHECK(cutoff_len >= 0, "{}: cutoff_len must be >= 0 (0: the longest pair), got {}", s.where(), cutoff_len);
+  } else {
+    for (const char* key : {"command", "cutoff_len", "template"})
+      RLRF_CHECK(!s.has(key), "{}: {} is a setting of backend = \"command\" (backend is \"{}\")", s.where(), key, backend);
+  }
 }
 
 DpoBatchLoss dpo_loss(const at::Tensor& policy_chosen, const at::Tensor& policy_rejected, const at::Tensor& ref_chosen,

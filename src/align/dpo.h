@@ -42,6 +42,15 @@ struct DpoConfig {
   // Share of a round's pairs held out of training (seeded by the round): the report shows the
   // trained policy's pair accuracy and implicit reward margin on them. 0: none held out.
   double heldout_fraction = 0.1;
+  // Who trains a round of `rlrf run`: "builtin" (train_dpo here) or "command" (an external trainer:
+  // the round's pairs and a LLaMA-Factory YAML are written, `command` runs, and the PEFT adapter
+  // it leaves in {output_dir} is read back and checked; align/trainer_job.h, pipeline/dpo_command.h).
+  std::string backend = "builtin";
+  // backend = "command": a shell command line; {config} (the YAML), {pairs} (the dataset
+  // directory: dataset_info.json and the rows) and {output_dir} are replaced by their paths.
+  std::string command;
+  int cutoff_len = 0;          // command: the YAML's cutoff_len; 0: the longest pair's tokens
+  std::string trainer_template;  // command: LLaMA-Factory's template; empty: from the run's chat template
   void read(const ConfigSection& s);
 };
 

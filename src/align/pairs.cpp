@@ -58,7 +58,13 @@ void export_trl_jsonl(const std::vector<PairText>& pairs, const std::filesystem:
 void export_llamafactory(const std::vector<PairText>& pairs, const std::filesystem::path& dir, const std::string& name) {
   nlohmann::json rows = nlohmann::json::array();
   for (const PairText& p : pairs) {
-    rows.push_back({{"system", p.system}, {"instruction", p.prompt}, {"input", ""}, {"chosen", p.chosen}, {"rejected", p.rejected}});
+    nlohmann::json row = {{"system", p.system}, {"instruction", p.prompt}, {"input", ""}, {"chosen", p.chosen}, {"rejected", p.rejected}};
+    if (!p.prompt_ids.empty() && !p.chosen_ids.empty() && !p.rejected_ids.empty()) {
+      row["rlrf_prompt_ids"] = p.prompt_ids;
+      row["rlrf_chosen_ids"] = p.chosen_ids;
+      row["rlrf_rejected_ids"] = p.rejected_ids;
+    }
+    rows.push_back(std::move(row));
   }
   write_file_atomic(dir / (name + ".json"), rows.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
   nlohmann::json info = nlohmann::json::object();

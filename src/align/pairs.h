@@ -39,6 +39,10 @@ struct PairText {
   std::string system, prompt;  // the prompt's system line and user message
   std::string chosen, rejected;
   double chosen_reward = 0, rejected_reward = 0;
+  // The token ids as sampled (the rendered prompt, each response with its stop token when it had
+  // one); empty: not known. Text does not always give them back (a response may spell a special
+  // token, or sample a segmentation the tokenizer would not choose).
+  std::vector<int32_t> prompt_ids, chosen_ids, rejected_ids;
 };
 
 // TRL's conversational preference format, one JSON object per line:
@@ -46,8 +50,10 @@ struct PairText {
 //  "rejected": [...], "user": "...", "chosen_reward": x, "rejected_reward": y}
 void export_trl_jsonl(const std::vector<PairText>& pairs, const std::filesystem::path& path);
 
-// LLaMA-Factory: `dir/<name>.json` (a JSON array of {"system","instruction","input","chosen","rejected"})
-// and `dir/dataset_info.json` registering it with "ranking": true (merged into an existing one).
+// LLaMA-Factory: `dir/<name>.json` (a JSON array of {"system","instruction","input","chosen","rejected"},
+// plus "rlrf_prompt_ids", "rlrf_chosen_ids", "rlrf_rejected_ids" when the ids are known: columns
+// dataset_info.json does not map, which LLaMA-Factory drops and `rlrf dpo` trains on) and
+// `dir/dataset_info.json` registering it with "ranking": true (merged into an existing one).
 void export_llamafactory(const std::vector<PairText>& pairs, const std::filesystem::path& dir, const std::string& name);
 
 }  // namespace rlrf

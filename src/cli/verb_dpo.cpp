@@ -1,10 +1,16 @@
-// `rlrf dpo`: DPO on preference pairs in TRL's JSONL layout (what `rlrf run` exports, or pairs from
-// anywhere), saving a PEFT adapter (LoRA) or a full Hugging Face model.
+// `rlrf dpo`: DPO on preference pairs from TRL JSONL or a LLaMA-Factory dataset (what `rlrf run`
+// exports, or pairs from anywhere), saving a PEFT adapter (LoRA) or a full Hugging Face model.
+// With a LLaMA-Factory YAML as --config (what `[dpo] backend = "command"` writes) it is an external
+// trainer for `rlrf run`: model, pairs, output directory and settings all come from the YAML.
 #include <CLI/CLI.hpp>
+
+#include <algorithm>
 
 #include <nlohmann/json.hpp>
 
 #include "align/dpo.h"
+#include "align/pair_files.h"
+#include "align/trainer_job.h"
 #include "cli/verbs.h"
 #include "llm/checkpoint.h"
 #include "llm/lora.h"
@@ -18,85 +24,90 @@
 
 namespace {
 
-// A TRL field: a string, or a list of {"role","content"} messages.
-std::vector<rlrf::ChatMessage> messages_of(const nlohmann::json& j, const std::string& where) {
-  std::vector<rlrf::ChatMessage> out;
-  if (j.is_string()) {
-    out.push_back({"user", j.get<std::string>()});
-    return out;
-  }
-  RLRF_CHECK(j.is_array(), "{}: expected a string or a list of messages", where);
-  for (const auto& m : j) {
-    RLRF_CHECK(m.is_object() && m.contains("role") && m.contains("content"), "{}: a message needs role and content", where);
-    out.push_back({m["role"].get<std::string>(), m["content"].get<std::string>()});
-  }
-  return out;
-}
+bool is_yaml(const std::string& path) { return rlrf::ends_with(path, ".yaml") || rlrf::ends_with(path, ".yml"); }
 
-std::string answer_of(const nlohmann::json& j, const std::string& where) {
-  if (j.is_string()) return j.get<std::string>();
-  std::vector<rlrf::ChatMessage> m = messages_of(j, where);
-  RLRF_CHECK(!m.empty(), "{}: empty answer", where);
-  return m.back().content;
+// The dataset of a LLaMA-Factory .json file: the entry of the dataset_info.json beside it that names it.
+std::string dataset_of_file(const std::filesystem::path& file) {
+  const std::filesystem::path info_path = file.parent_path() / "dataset_info.json";
+  RLRF_CHECK(std::filesystem::exists(info_path), "'{}': a LLaMA-Factory dataset needs dataset_info.json beside it ('{}')",
+             file.string(), info_path.string());
+  nlohmann::json info = nlohmann::json::parse(rlrf::read_file(info_path), nullptr, false);
+  RLRF_CHECK(info.is_object(), "'{}' is not a JSON object", info_path.string());
+  for (auto it = info.begin(); it != info.end(); ++it)
+    if (it->is_object() && it->value("file_name", std::string()) == file.filename().string()) return it.key();
+  rlrf::fail("'{}' registers no dataset with file_name \"{}\"", info_path.string(), file.filename().string());
 }
 
 int run(int argc, char** argv) {
-  CLI::App app{"DPO on preference pairs (TRL JSONL: prompt/chosen/rejected as strings or message lists).\n"
-               "Settings from [dpo] of --config (defaults: the paper's beta 0.01, lr 5e-5, batch 2 x accumulation 8, 3 epochs, LoRA).\n\n"
-               "example: rlrf dpo --model ../shared/models/tinystories-656k --pairs runs/demo/pairs/round0.trl.jsonl "
-               "--out runs/dpo-test --set dpo.epochs=1",
+  CLI::App app{"DPO on preference pairs: TRL JSONL (prompt/chosen/rejected as strings or message lists; the prompt may be\n"
+               "implicit) or a LLaMA-Factory ranking dataset (a directory with dataset_info.json, or its .json file).\n"
+               "Settings from [dpo] of a TOML --config (defaults: the paper's beta 0.01, lr 5e-5, batch 2 x accumulation 8,\n"
+               "3 epochs, LoRA), or from a LLaMA-Factory DPO YAML --config (what `rlrf run` writes with [dpo] backend =\n"
+               "\"command\"), which also names the model, the dataset and the output directory; the adapter then goes to the\n"
+               "output directory itself, as LLaMA-Factory leaves it.\n\n"
+               "examples:\n"
+               "  rlrf dpo --model ../shared/models/tinystories-656k --pairs runs/demo/pairs/round0.trl.jsonl "
+               "--out runs/dpo-test --set dpo.epochs=1\n"
+               "  rlrf dpo --config runs/demo/dpo-command/round1/train.yaml",
                "rlrf dpo"};
   std::string model_dir, pairs_path, out_dir, config_path, dtype, device = "auto", chat = "";
   std::vector<std::string> sets;
-  int max_new = 0;
-  app.add_option("--model", model_dir, "Hugging Face model directory")->required();
-  app.add_option("--pairs", pairs_path, "pairs JSONL (TRL layout)")->required();
-  app.add_option("--out", out_dir, "output directory: adapter/ (PEFT) or a full model")->required();
-  app.add_option("--config", config_path, "TOML with a [dpo] section");
-  app.add_option("--set", sets, "override: dpo.key=value (repeatable)");
+  int max_new = -1;
+  bool from_text = false;
+  app.add_option("--model", model_dir, "Hugging Face model directory (default: the YAML's model_name_or_path)");
+  app.add_option("--pairs", pairs_path, "pairs: TRL .jsonl, or a LLaMA-Factory dataset directory or .json (default: the YAML's)");
+  app.add_option("--out", out_dir, "output directory: adapter/ (PEFT) or a full model (default: the YAML's output_dir)");
+  app.add_option("--config", config_path, "TOML with a [dpo] section, or a LLaMA-Factory DPO YAML (.yaml/.yml)");
+  app.add_option("--set", sets, "override with a TOML config: dpo.key=value (repeatable)");
   app.add_option("--dtype", dtype, "fp32 | bf16 (default: [dpo] dtype, else fp32)");
   app.add_option("--device", device, "auto | cpu | cuda");
-  app.add_option("--chat-template", chat, "llama3 | chatml | none (default: the tokenizer's)");
-  app.add_option("--max-response-tokens", max_new, "cut answers to this many tokens (0: no cut)");
+  app.add_option("--chat-template", chat, "llama3 | llama3.1 | chatml | none (default: the YAML's, else the tokenizer's)");
+  app.add_option("--max-response-tokens", max_new, "cut answers to this many tokens (0: no cut; default: the YAML's, else 0)");
+  app.add_flag("--from-text", from_text,
+               "LLaMA-Factory rows: tokenize the text even where a row carries rlrf's sampled ids (as a text trainer does)");
   CLI11_PARSE(app, argc, argv);
 
-  rlrf::ConfigFile file = config_path.empty() ? rlrf::ConfigFile::parse("", "(defaults)") : rlrf::ConfigFile::load(config_path);
-  for (const std::string& s : sets) file.set(s);
+  const bool yaml = !config_path.empty() && is_yaml(config_path);
+  rlrf::TrainerJob job;
   rlrf::DpoConfig config;
-  rlrf::ConfigSection section = file.section("dpo");
-  config.read(section);
-  section.check_no_unknown_keys();
+  if (yaml) {
+    RLRF_CHECK(sets.empty(), "--set applies to a TOML config; edit the YAML '{}' instead", config_path);
+    job = rlrf::read_trainer_yaml(config_path);
+    config = job.dpo;
+    if (model_dir.empty()) model_dir = job.model_name_or_path;
+    if (pairs_path.empty()) pairs_path = job.dataset_dir.string();
+    if (out_dir.empty()) out_dir = job.output_dir.string();
+    if (chat.empty()) chat = job.chat_template;
+    if (max_new < 0) max_new = job.max_response_tokens;
+  } else {
+    rlrf::ConfigFile file = config_path.empty() ? rlrf::ConfigFile::parse("", "(defaults)") : rlrf::ConfigFile::load(config_path);
+    for (const std::string& s : sets) file.set(s);
+    rlrf::ConfigSection section = file.section("dpo");
+    config.read(section);
+    section.check_no_unknown_keys();
+  }
+  RLRF_CHECK(!model_dir.empty() && !pairs_path.empty() && !out_dir.empty(),
+             "rlrf dpo needs --model, --pairs and --out (or a YAML --config that names them); see rlrf dpo --help");
 
   rlrf::Tokenizer tok = rlrf::Tokenizer::load(model_dir);
-  std::string tmpl = rlrf::resolve_chat_template(tok, chat);
-  std::vector<int32_t> eos = tok.eos_ids();
+  rlrf::PairReadOptions read;
+  read.chat_template = rlrf::resolve_chat_template(tok, chat);
+  read.max_response_tokens = std::max(0, max_new);
+  read.cutoff_len = job.cutoff_len;
+  read.use_ids = !from_text;
+  rlrf::PairFileStats stats;
   std::vector<rlrf::PreferencePair> pairs;
-  int line_no = 0;
-  for (const std::string& line : rlrf::read_lines(pairs_path)) {
-    ++line_no;
-    if (rlrf::trim(line).empty()) continue;
-    std::string where = pairs_path + ":" + std::to_string(line_no);
-    nlohmann::json j;
-    try {
-      j = nlohmann::json::parse(line);
-    } catch (const nlohmann::json::exception& e) {
-      rlrf::fail("{}: not valid JSON: {}", where, e.what());
-    }
-    RLRF_CHECK(j.is_object() && j.contains("prompt") && j.contains("chosen") && j.contains("rejected"),
-               "{}: expected prompt, chosen and rejected", where);
-    rlrf::PreferencePair p;
-    p.prompt = rlrf::encode_chat(tok, messages_of(j["prompt"], where), true, tmpl);
-    auto answer = [&](const nlohmann::json& a) {
-      std::vector<int32_t> ids = tok.encode(answer_of(a, where), false);
-      if (max_new > 0 && static_cast<int>(ids.size()) >= max_new) ids.resize(static_cast<size_t>(max_new));
-      else if (!eos.empty()) ids.push_back(eos.front());
-      return ids;
-    };
-    p.chosen = answer(j["chosen"]);
-    p.rejected = answer(j["rejected"]);
-    pairs.push_back(std::move(p));
+  if (std::filesystem::is_directory(pairs_path)) {
+    pairs = rlrf::read_llamafactory_pairs(tok, pairs_path, job.dataset, read, &stats);
+  } else if (rlrf::ends_with(pairs_path, ".json")) {
+    pairs = rlrf::read_llamafactory_pairs(tok, std::filesystem::path(pairs_path).parent_path(), dataset_of_file(pairs_path),
+                                          read, &stats);
+  } else {
+    pairs = rlrf::read_trl_pairs(tok, pairs_path, read, &stats);
   }
-  RLRF_CHECK(!pairs.empty(), "{}: no pairs", pairs_path);
+  if (stats.cut > 0)
+    rlrf::log_warn("dpo: {} of {} pairs are longer than cutoff_len {} (the longest: {} tokens) and were cut", stats.cut,
+                   stats.pairs, read.cutoff_len, stats.longest);
 
   rlrf::llm::ModelOptions options;
   options.device = rlrf::resolve_device(device);
@@ -107,16 +118,19 @@ int run(int argc, char** argv) {
   rlrf::llm::LoraConfig lora = config.lora;
   lora.base_model_name_or_path = model_dir;
   if (config.finetune == "lora") rlrf::llm::apply_lora(model, lora);
-  rlrf::log_info("dpo: {} pairs from {}", pairs.size(), pairs_path);
+  rlrf::log_info("dpo: {} pairs from {} (template {}; {} of them as the sampled ids the rows carry)", pairs.size(), pairs_path,
+                 read.chat_template, stats.from_ids);
   std::string log;
   rlrf::DpoResult result = rlrf::train_dpo(model, pairs, config, [&](const rlrf::DpoStepLog& s) {
     log += nlohmann::json({{"step", s.step}, {"epoch", s.epoch}, {"loss", s.loss}, {"chosen_reward", s.chosen_reward},
-                           {"rejected_reward", s.rejected_reward}, {"accuracy", s.accuracy}, {"margin", s.margin}, {"lr", s.lr}})
+                           {"rejected_reward", s.rejected_reward}, {"accuracy", s.accuracy}, {"margin", s.margin}, {"lr", s.lr},
+                           {"grad_norm", s.grad_norm}, {"ms", s.ms}, {"tokens", s.tokens}})
                .dump() +
            "\n";
   });
   if (config.finetune == "lora") {
-    rlrf::llm::save_lora(model, lora, std::filesystem::path(out_dir) / "adapter");
+    // A YAML job's adapter goes where LLaMA-Factory leaves it: the output directory itself.
+    rlrf::llm::save_lora(model, lora, yaml ? std::filesystem::path(out_dir) : std::filesystem::path(out_dir) / "adapter");
   } else {
     rlrf::llm::SaveOptions save;
     save.dtype = at::kFloat;
@@ -129,6 +143,7 @@ int run(int argc, char** argv) {
   return 0;
 }
 
-rlrf::cli::VerbRegistration reg({"dpo", "DPO on preference pairs (TRL JSONL) -> PEFT adapter or full model", 50, run});
+rlrf::cli::VerbRegistration reg({"dpo", "DPO on preference pairs (TRL JSONL, LLaMA-Factory) -> PEFT adapter or full model", 50,
+                                 run});
 
 }  // namespace

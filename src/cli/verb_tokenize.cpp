@@ -48,7 +48,7 @@ static int run(int argc, char** argv) {
   app.add_flag("--no-special", no_special, "encode: do not add BOS/EOS of the post-processor");
   app.add_flag("--chat", chat, "encode: TEXT is one user message, rendered with the chat template + generation prompt");
   app.add_option("--chat-template", chat_template,
-                 "with --chat: llama3 | chatml | none (default: the tokenizer's own)");
+                 "with --chat: llama3 | llama3.1 | chatml | none (default: the tokenizer's own)");
   app.add_flag("--decode", decode, "decode the ids given instead of encoding text");
   app.add_flag("--keep-special", keep_special, "decode: keep special tokens such as <|eot_id|> in the text");
   app.add_option("text", args, "the text (\"-\" reads stdin), or with --decode the ids")->required();

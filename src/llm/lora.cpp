@@ -1,6 +1,8 @@
 // LoRA adapters on the Llama model: apply, on/off, merge, trainable parameters, PEFT save/load.
 #include "llm/lora.h"
 
+#include <algorithm>
+
 #include <ATen/ATen.h>
 #include <torch/csrc/autograd/grad_mode.h>
 
@@ -136,6 +138,29 @@ std::vector<at::Tensor> trainable_parameters(LlamaForCausalLM& model) {
   return out;
 }
 
+std::vector<std::string> adapted_module_names(LlamaForCausalLM& model) {
+  // Short names ("q_proj") when every layer of that name carries an adapter, so that PEFT, which
+  // matches a name against the ends of module paths, adapts exactly the trained layers; the full
+  // paths of the adapted layers otherwise (some layers of a name only, or a target_regex).
+  std::map<std::string, std::pair<int, int>> by_short;  // short name -> (adapted, all)
+  std::vector<std::string> full;
+  for (auto& [name, lin] : model->named_linears()) {
+    auto& counts = by_short[name.substr(name.rfind('.') + 1)];
+    ++counts.second;
+    if (lin->has_lora()) {
+      ++counts.first;
+      full.push_back(name);
+    }
+  }
+  std::vector<std::string> short_names;
+  for (const auto& [short_name, counts] : by_short) {
+    if (counts.first == 0) continue;
+    if (counts.first != counts.second) return full;
+    short_names.push_back(short_name);
+  }
+  return short_names;
+}
+
 namespace {
 
 // adapter_config.json of a LoRA adapter (PEFT's keys and defaults).
@@ -170,14 +195,12 @@ void save_lora(LlamaForCausalLM& model, const LoraConfig& config, const fs::path
   auto layers = adapted(model);
   RLRF_CHECK(!layers.empty(), "save_lora: the model has no LoRA adapters to save to '{}'", dir.string());
   std::vector<NamedTensor> tensors;
-  std::set<std::string> modules;
   for (auto& [name, lin] : layers) {
     tensors.push_back({kPeftPrefix + name + ".lora_A.weight", lin->lora_A->weight.detach().to(dtype)});
     tensors.push_back({kPeftPrefix + name + ".lora_B.weight", lin->lora_B->weight.detach().to(dtype)});
-    modules.insert(name.substr(name.rfind('.') + 1));
   }
   const LoraSpec& spec = layers.front().second->lora_spec();
-  json target = config.target_regex.empty() ? json(std::vector<std::string>(modules.begin(), modules.end())) : json(config.target_regex);
+  const json target = adapted_module_names(model);
   ensure_dir(dir);
   save_safetensors(dir / "adapter_model.safetensors", tensors, {{"format", "pt"}});
   write_file_atomic(dir / "adapter_config.json", adapter_config_json(spec, target, config.base_model_name_or_path).dump(2) + "\n");
@@ -322,7 +345,11 @@ FoldedLora fold_lora_adapters(const std::vector<fs::path>& adapters, const fs::p
   std::map<std::string, std::pair<int64_t, int64_t>> shapes;
   bool by_path = false;
   for (size_t i = 0; i < in.size(); ++i) {
-    by_path = by_path || !in[i].config.target_regex.empty();
+    // An adapter chose its modules by path when it names them by a regex or by full module paths
+    // (save_lora lists full paths when only some layers of a name are adapted).
+    by_path = by_path || !in[i].config.target_regex.empty() ||
+              std::any_of(in[i].config.target_modules.begin(), in[i].config.target_modules.end(),
+                          [](const std::string& m) { return m.find('.') != std::string::npos; });
     for (auto& [m, ab] : in[i].modules) {
       std::pair<int64_t, int64_t> s = {ab.second.size(0), ab.first.size(1)};
       auto [it, fresh] = shapes.emplace(m, s);
@@ -354,7 +381,7 @@ FoldedLora fold_lora_adapters(const std::vector<fs::path>& adapters, const fs::p
     suffixes.insert(m.substr(m.rfind('.') + 1));
   }
   // Suffixes reach exactly these modules when every input chose its modules by name; an adapter
-  // chosen by a regex may cover only some layers, so then the full paths are listed.
+  // chosen by a regex or by paths may cover only some layers, so then the full paths are listed.
   json target = by_path ? json(out.modules) : json(std::vector<std::string>(suffixes.begin(), suffixes.end()));
   LoraSpec folded{out.r, static_cast<double>(out.r), 0.0, false};  // scale alpha / r = 1: the scales sit in B
   ensure_dir(out_dir);

@@ -68,6 +68,11 @@ void enable_full_finetune(LlamaForCausalLM& model);
 std::vector<std::pair<std::string, at::Tensor>> named_trainable_parameters(LlamaForCausalLM& model);
 std::vector<at::Tensor> trainable_parameters(LlamaForCausalLM& model);
 
+// What adapter_config.json's target_modules lists for the model's adapters: exactly the adapted
+// layers as PEFT matches them: short names like "q_proj" (sorted) when every layer of each name is
+// adapted, else the full module paths of the adapted layers (in the model's order).
+std::vector<std::string> adapted_module_names(LlamaForCausalLM& model);
+
 // Writes adapter_config.json and adapter_model.safetensors (fp32, or `dtype`) into `dir`.
 void save_lora(LlamaForCausalLM& model, const LoraConfig& config, const std::filesystem::path& dir,
                at::ScalarType dtype = at::kFloat);

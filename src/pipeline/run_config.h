@@ -30,7 +30,7 @@ struct ModelSection {
   std::string tokenizer;          // empty: the model directory
   std::string dtype = "fp32";     // fp32 | bf16
   std::string device = "auto";    // auto | cpu | cuda | cuda:N
-  std::string chat_template = "auto";  // auto (from tokenizer_config.json) | llama3 | chatml | none
+  std::string chat_template = "auto";  // auto (from tokenizer_config.json) | llama3 | llama3.1 | chatml | none
   int max_context = 0;            // 0: the model's max_position_embeddings
   void read(const ConfigSection& s);
 };

@@ -32,7 +32,7 @@ struct RunContext {
   PreparedData data;
   std::string prepared_fingerprint;
   Tokenizer tokenizer;
-  std::string chat_template;  // resolved: llama3 | chatml | none
+  std::string chat_template;  // resolved: llama3 | llama3.1 | chatml | none
   int max_context = 0;
   std::string device;          // resolved
   std::unique_ptr<TextEncoder> encoder;

@@ -36,7 +36,7 @@ class Stmt {
     int rc = sqlite3_step(st_);
     if (rc == SQLITE_ROW) return true;
     if (rc == SQLITE_DONE) return false;
-    fail("run store '{}': '{}' failed: {}", path_.string(), sql_, sqlite3_errmsg(db_));
+    fail("run store '{}': '{}' failed: {}{}", path_.string(), sql_, sqlite3_errmsg(db_), storage_hint(path_));
   }
   void reset() { sqlite3_reset(st_); sqlite3_clear_bindings(st_); }
   int64_t i64(int c) const { return sqlite3_column_int64(st_, c); }
@@ -84,7 +84,7 @@ RunStore::RunStore(const std::filesystem::path& db_path) : path_(db_path) {
   if (sqlite3_open(db_path.c_str(), &db_) != SQLITE_OK) {
     std::string msg = db_ ? sqlite3_errmsg(db_) : "out of memory";
     sqlite3_close(db_);
-    fail("cannot open run store '{}': {}", db_path.string(), msg);
+    fail("cannot open run store '{}': {}{}", db_path.string(), msg, storage_hint(db_path));
   }
   sqlite3_busy_timeout(db_, 10000);
   // Switching a new file to WAL can answer SQLITE_BUSY without calling the busy handler while
@@ -95,7 +95,7 @@ RunStore::RunStore(const std::filesystem::path& db_path) : path_(db_path) {
     if ((rc != SQLITE_BUSY && rc != SQLITE_LOCKED) || attempt == 2000) {
       std::string msg = sqlite3_errmsg(db_);
       sqlite3_close(db_);
-      fail("run store '{}': cannot switch to the WAL journal: {}", path_.string(), msg);
+      fail("run store '{}': cannot switch to the WAL journal: {}{}", path_.string(), msg, storage_hint(path_));
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
@@ -132,7 +132,7 @@ void RunStore::exec(const char* sql) const {
   if (sqlite3_exec(db_, sql, nullptr, nullptr, &err) != SQLITE_OK) {
     std::string msg = err ? err : "?";
     sqlite3_free(err);
-    fail("run store '{}': {} ({})", path_.string(), msg, sql);
+    fail("run store '{}': {} ({}){}", path_.string(), msg, sql, storage_hint(path_));
   }
 }
 
@@ -143,7 +143,7 @@ static void transaction(sqlite3* db, const std::filesystem::path& path, F&& body
   if (sqlite3_exec(db, "BEGIN IMMEDIATE", nullptr, nullptr, &err) != SQLITE_OK) {
     std::string msg = err ? err : "?";
     sqlite3_free(err);
-    fail("run store '{}': cannot begin a transaction: {}", path.string(), msg);
+    fail("run store '{}': cannot begin a transaction: {}{}", path.string(), msg, storage_hint(path));
   }
   try {
     body();
@@ -155,7 +155,7 @@ static void transaction(sqlite3* db, const std::filesystem::path& path, F&& body
     std::string msg = err ? err : "?";
     sqlite3_free(err);
     sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr);
-    fail("run store '{}': commit failed: {}", path.string(), msg);
+    fail("run store '{}': commit failed: {}{}", path.string(), msg, storage_hint(path));
   }
 }
 

@@ -11,6 +11,7 @@
 #include "knowledge/knowledge.h"
 #include "llm/lora.h"
 #include "llm/checkpoint.h"
+#include "pipeline/dpo_command.h"
 #include "pipeline/export.h"
 #include "pipeline/stages.h"
 #include "rerank/checkpoint.h"
@@ -256,7 +257,13 @@ void stage_dpo(RunContext& ctx, int round) {
   PairSelection sel;
   std::vector<SelectedPair> selected = round_pairs(ctx, from, &sel);
   std::map<std::pair<int32_t, int>, std::vector<int32_t>> ids;
-  for (const StoredResponse& r : ctx.store->responses(from)) ids[{r.user, r.sample}] = r.ids;
+  std::map<std::pair<int32_t, int>, std::string> response_texts;
+  for (const StoredResponse& r : ctx.store->responses(from)) {
+    ids[{r.user, r.sample}] = r.ids;
+    response_texts[{r.user, r.sample}] = r.text;
+  }
+  std::map<int32_t, const SelectedPair*> selected_of;
+  for (const SelectedPair& p : selected) selected_of[p.user] = &p;
   std::vector<PreferencePair> pairs;
   for (const SelectedPair& p : selected) {
     PreferencePair pp;
@@ -300,19 +307,44 @@ void stage_dpo(RunContext& ctx, int round) {
   // A fresh adapter each round, its A drawn from a stream of its own (PEFT: B = 0, so the round
   // starts at the previous policy either way).
   lora.seed = c.dpo.lora.seed + 0x9e3779b97f4a7c15ull * static_cast<uint64_t>(round);
-  if (c.dpo.finetune == "lora") llm::apply_lora(model, lora);
-  log_info("{}: {} pairs, beta {}, lr {}, batch {} x accum {}, {} epochs, {}", stage, pairs.size(), c.dpo.beta, c.dpo.lr,
-           c.dpo.batch_size, c.dpo.grad_accum, c.dpo.epochs, c.dpo.finetune);
+  log_info("{}: {} pairs, beta {}, lr {}, batch {} x accum {}, {} epochs, {}{}", stage, pairs.size(), c.dpo.beta, c.dpo.lr,
+           c.dpo.batch_size, c.dpo.grad_accum, c.dpo.epochs, c.dpo.finetune,
+           c.dpo.backend == "command" ? ", by [dpo] command" : "");
   DpoConfig dc = c.dpo;
   dc.seed = c.dpo.seed + static_cast<uint64_t>(round);
   dc.dtype = llm::dtype_name(stage_dtype(ctx, c.dpo.dtype));
-  DpoResult result = train_dpo(model, pairs, dc, [&](const DpoStepLog& s) {
+  auto log_step = [&](const DpoStepLog& s) {
     ctx.store->put_log("dpo", round, static_cast<int>(s.step),
                        nlohmann::json({{"loss", s.loss}, {"chosen_reward", s.chosen_reward}, {"rejected_reward", s.rejected_reward},
                                        {"accuracy", s.accuracy}, {"margin", s.margin}, {"lr", s.lr}, {"grad_norm", s.grad_norm},
                                        {"ms", s.ms}, {"tokens", s.tokens}, {"epoch", s.epoch}})
                            .dump());
-  });
+  };
+  DpoResult result;
+  if (c.dpo.backend == "command") {
+    // The same pairs, order, seeds and settings, trained by another process (pipeline/dpo_command.h).
+    std::vector<PairText> texts;
+    for (const PreferencePair& pp : pairs) {
+      const SelectedPair& sp = *selected_of.at(pp.user);
+      PairText t;
+      t.user_id = ctx.data.dataset.users[static_cast<size_t>(pp.user)].raw_id;
+      t.system = ctx.prompts[static_cast<size_t>(pp.user)].system;
+      t.prompt = ctx.prompts[static_cast<size_t>(pp.user)].user;
+      t.chosen = response_texts.at({pp.user, sp.chosen_sample});
+      t.rejected = response_texts.at({pp.user, sp.rejected_sample});
+      t.chosen_reward = sp.chosen_reward;
+      t.rejected_reward = sp.rejected_reward;
+      t.prompt_ids = pp.prompt;
+      t.chosen_ids = pp.chosen;
+      t.rejected_ids = pp.rejected;
+      texts.push_back(std::move(t));
+    }
+    result = train_dpo_by_command(ctx, round, model, pairs, texts, lora, dc);
+    for (const DpoStepLog& s : result.steps) log_step(s);
+  } else {
+    if (c.dpo.finetune == "lora") llm::apply_lora(model, lora);
+    result = train_dpo(model, pairs, dc, log_step);
+  }
   PreferenceMetrics held;
   if (!heldout.empty()) {
     std::optional<llm::LlamaForCausalLM> reference;

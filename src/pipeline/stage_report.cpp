@@ -510,6 +510,9 @@ void stage_report(RunContext& ctx) {
   }
   md += "Pairs for other trainers: `pairs/round*.trl.jsonl` (TRL) and `pairs/rlrf_round*.json` with `pairs/dataset_info.json` "
         "(LLaMA-Factory). Knowledge per round: `knowledge/round*.jsonl`. Adapters (PEFT layout): `models/round*/adapter`.\n";
+  if (ctx.config.dpo.backend == "command")
+    md += "DPO rounds ran through `[dpo] command`: each round's dataset, LLaMA-Factory YAML and command log are in "
+          "`dpo-command/round*/`.\n";
   write_file_atomic(ctx.dir / "report.md", md);
   log_info("report: {}", (ctx.dir / "report.md").string());
 }

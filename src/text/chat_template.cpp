@@ -26,7 +26,8 @@ bool known_template(std::string_view name) {
 }  // namespace
 
 std::string detect_chat_template(std::string_view jinja) {
-  if (jinja.find("<|start_header_id|>") != std::string_view::npos) return "llama3";
+  if (jinja.find("<|start_header_id|>") != std::string_view::npos)
+    return jinja.find("Cutting Knowledge Date") != std::string_view::npos ? "llama3.1" : "llama3";
   if (jinja.find("<|im_start|>") != std::string_view::npos) return "chatml";
   if (!trim_ws(jinja).empty())
     log_warn("chat_template not recognised (neither llama3 nor chatml markers): '{}...'; using 'none'",
@@ -34,9 +35,32 @@ std::string detect_chat_template(std::string_view jinja) {
   return "none";
 }
 
-std::string render_chat(const std::vector<ChatMessage>& messages, std::string_view name, bool add_generation_prompt) {
+std::string render_chat(const std::vector<ChatMessage>& messages, std::string_view name, bool add_generation_prompt,
+                        std::string_view date_string) {
   std::string out;
-  if (name == "llama3") {
+  if (name == "llama3.1") {
+    // The system turn is always there, its date header first (HF's Llama-3.1-Instruct template).
+    size_t first = 0;
+    std::string_view system;
+    if (!messages.empty() && messages.front().role == "system") {
+      system = trim_ws(messages.front().content);
+      first = 1;
+    }
+    out = "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\n";
+    out += "Cutting Knowledge Date: December 2023\nToday Date: ";
+    out += date_string;
+    out += "\n\n";
+    out += system;
+    out += "<|eot_id|>";
+    for (size_t i = first; i < messages.size(); ++i) {
+      out += "<|start_header_id|>";
+      out += messages[i].role;
+      out += "<|end_header_id|>\n\n";
+      out += trim_ws(messages[i].content);
+      out += "<|eot_id|>";
+    }
+    if (add_generation_prompt) out += "<|start_header_id|>assistant<|end_header_id|>\n\n";
+  } else if (name == "llama3") {
     out = "<|begin_of_text|>";
     for (const ChatMessage& m : messages) {
       out += "<|start_header_id|>";
@@ -63,14 +87,23 @@ std::string render_chat(const std::vector<ChatMessage>& messages, std::string_vi
       out += messages[i].content;
     }
   } else {
-    fail("unknown chat template '{}' (known: llama3, chatml, none)", name);
+    fail("unknown chat template '{}' (known: llama3, llama3.1, chatml, none)", name);
   }
   return out;
 }
 
+int32_t end_of_turn_id(const Tokenizer& tokenizer, std::string_view name) {
+  int32_t id = -1;
+  if (name == "llama3" || name == "llama3.1") id = tokenizer.token_to_id("<|eot_id|>");
+  else if (name == "chatml") id = tokenizer.token_to_id("<|im_end|>");
+  if (id >= 0) return id;
+  std::vector<int32_t> eos = tokenizer.eos_ids();
+  return eos.empty() ? -1 : eos.front();
+}
+
 std::string resolve_chat_template(const Tokenizer& tokenizer, std::string_view override_name) {
   if (override_name.empty()) return tokenizer.chat_template();
-  if (!known_template(override_name)) fail("unknown chat template '{}' (known: llama3, chatml, none)", override_name);
+  if (!known_template(override_name)) fail("unknown chat template '{}' (known: llama3, llama3.1, chatml, none)", override_name);
   return std::string(override_name);
 }
 

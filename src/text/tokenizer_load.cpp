@@ -615,7 +615,7 @@ Tokenizer Tokenizer::load(const fs::path& path) {
   }
   // Chat models end their turns with their own markers.
   std::vector<const char*> extra;
-  if (t.chat_template == "llama3") extra = {"<|eot_id|>", "<|end_of_text|>"};
+  if (t.chat_template == "llama3" || t.chat_template == "llama3.1") extra = {"<|eot_id|>", "<|end_of_text|>"};
   if (t.chat_template == "chatml") extra = {"<|im_end|>"};
   for (const char* name : extra) {
     int32_t id = t.token_to_id.find(name);

@@ -147,9 +147,10 @@ std::string ConfigSection::canonical() const {
   // Keys that only say how the work is spread over the machine leave the results as they are, so
   // they stay out of the fingerprints that decide whether a stage must run again.
   toml::table t = *impl_->table;
-  // So do the serving client's settings that do not change texts (the key is never in the file).
+  // So do the serving client's settings that do not change texts, and [dpo] command (how the
+  // external trainer is started, not what it trains: a fixed command retries the failed round only).
   for (const char* key : {"threads", "jobs", "workers", "concurrency", "timeout_s", "max_retries", "api_key_env",
-                          "reload_command"})
+                          "reload_command", "command"})
     t.erase(key);
   std::ostringstream ss;
   ss << t;

@@ -1,6 +1,7 @@
 // Files and directories: where shared data lives, reading whole files, atomic writes.
 #include "util/files.h"
 
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -55,16 +56,28 @@ void ensure_dir(const fs::path& dir) {
   if (ec) fail("cannot create directory '{}': {}", dir.string(), ec.message());
 }
 
+std::string storage_hint(const fs::path& path) {
+  std::error_code ec;
+  fs::path dir = path.has_parent_path() ? path.parent_path() : fs::path(".");
+  while (!dir.empty() && !fs::exists(dir, ec) && dir.has_parent_path() && dir != dir.parent_path()) dir = dir.parent_path();
+  struct statvfs st {};
+  if (::statvfs(dir.c_str(), &st) != 0) return "";
+  if (st.f_flag & ST_RDONLY) return fmt::format(" (the file system holding '{}' is read-only)", dir.string());
+  const unsigned long long free_bytes = static_cast<unsigned long long>(st.f_bavail) * st.f_frsize;
+  if (free_bytes < (1ull << 20)) return fmt::format(" (the file system holding '{}' has {} bytes free)", dir.string(), free_bytes);
+  return "";
+}
+
 void write_file_atomic(const fs::path& path, std::string_view content) {
   ensure_dir(path.parent_path());
   fs::path tmp = path;
   tmp += ".tmp." + std::to_string(::getpid());
   {
     std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) fail("cannot open '{}' for writing", tmp.string());
+    if (!out) fail("cannot open '{}' for writing{}", tmp.string(), storage_hint(tmp));
     out.write(content.data(), static_cast<std::streamsize>(content.size()));
     out.flush();
-    if (!out) fail("write to '{}' failed (disk full?)", tmp.string());
+    if (!out) fail("write to '{}' failed{}", tmp.string(), storage_hint(tmp));
   }
   std::error_code ec;
   fs::rename(tmp, path, ec);

@@ -31,6 +31,11 @@ std::string read_file(const fs::path& path);
 // half-written file in place. Creates parent directories.
 void write_file_atomic(const fs::path& path, std::string_view content);
 
+// What the file system holding `path` (or its nearest existing parent) says about a failed write:
+// " (the file system holding DIR is read-only)", " (the file system holding DIR has N bytes free)"
+// when under 1 MiB is free, else "". Appended to write errors so that a user sees the cause.
+std::string storage_hint(const fs::path& path);
+
 // Creates a directory and its parents; throws Error naming the path on failure.
 void ensure_dir(const fs::path& dir);
 

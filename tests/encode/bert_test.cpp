@@ -12,6 +12,7 @@
 #include <fstream>
 #include <functional>
 
+#include "error_of.h"
 #include "encode/bert.h"
 #include "encode/bert_encoder.h"
 #include "encode/encode_cache.h"
@@ -23,6 +24,8 @@
 
 using namespace rlrf;
 using json = nlohmann::json;
+
+using rlrf::test::error_of;
 
 namespace {
 
@@ -53,16 +56,6 @@ double max_diff(const at::Tensor& a, const at::Tensor& b) {
   EXPECT_EQ(a.sizes(), b.sizes());
   if (a.sizes() != b.sizes()) return 1e9;
   return (a.to(at::kFloat) - b.to(at::kFloat)).abs().max().item<double>();
-}
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "no error";
-  return "";
 }
 
 BertEncoderOptions tiny_options(const std::string& pooling = "mean") {

@@ -9,6 +9,7 @@
 #include <cmath>
 #include <fstream>
 
+#include "error_of.h"
 #include "encode/encode_cache.h"
 #include "encode/encoder.h"
 #include "encode/field_encoder.h"
@@ -20,6 +21,8 @@
 #include "util/files.h"
 
 using namespace rlrf;
+
+using rlrf::test::error_of;
 
 namespace {
 
@@ -56,15 +59,6 @@ class CountingEncoder : public TextEncoder {
  private:
   TextEncoder& inner_;
 };
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
 
 }  // namespace
 

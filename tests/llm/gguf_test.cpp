@@ -9,6 +9,7 @@
 #include <fstream>
 #include <functional>
 
+#include "error_of.h"
 #include "llm/gguf.h"
 #include "llm/llm_test_util.h"
 #include "llm/safetensors.h"
@@ -18,18 +19,11 @@
 using namespace rlrf::llm;
 using namespace rlrf::llm::testing;
 
+using rlrf::test::error_of;
+
 namespace {
 
 fs::path reference_gguf() { return rlrf::shared_dir() / "models" / "tinystories-656k-gguf" / "tinystories-656k-f32.gguf"; }
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const std::exception& e) {
-    return e.what();
-  }
-  return "";
-}
 
 }  // namespace
 

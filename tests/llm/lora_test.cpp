@@ -357,3 +357,32 @@ TEST(Lora, FoldedChainIsOneAdapterOfTheSamePolicy) {
   EXPECT_EQ(names, std::set<std::string>(kAll.begin(), kAll.end()));
   EXPECT_THROW(fold_lora_adapters({}, dir / "none", "b"), rlrf::Error);
 }
+
+// adapter_config.json's target_modules lists exactly the trained layers as PEFT matches them:
+// short names when every layer of the name is adapted, full module paths when only some are.
+TEST(Lora, SavedTargetModulesAreExactlyTheAdaptedLayers) {
+  RLRF_REQUIRE_TINYSTORIES();
+  auto targets_after = [](const LoraConfig& cfg) {
+    LlamaForCausalLM model = load(tinystories_dir());
+    apply_lora(model, cfg);
+    rlrf::fs::path dir = rlrf::fresh_temp_dir("lora_targets");
+    save_lora(model, cfg, dir);
+    auto j = nlohmann::json::parse(rlrf::read_file(dir / "adapter_config.json"));
+    std::vector<std::string> t = j["target_modules"].get<std::vector<std::string>>();
+    // and they load back onto the same layers
+    LlamaForCausalLM fresh = load(tinystories_dir());
+    load_lora(fresh, dir);
+    EXPECT_EQ(adapted_module_names(fresh), t);
+    return t;
+  };
+  LoraConfig cfg;
+  cfg.target_modules = {"v_proj", "q_proj"};
+  EXPECT_EQ(targets_after(cfg), (std::vector<std::string>{"q_proj", "v_proj"}));
+  cfg.target_modules = {"all-linear"};
+  EXPECT_EQ(targets_after(cfg), (std::vector<std::string>{"down_proj", "gate_proj", "k_proj", "o_proj", "q_proj", "up_proj", "v_proj"}));
+  cfg.target_modules = {"layers.0.self_attn.q_proj"};  // one layer's q_proj: "q_proj" would adapt both layers
+  EXPECT_EQ(targets_after(cfg), (std::vector<std::string>{"model.layers.0.self_attn.q_proj"}));
+  cfg.target_modules = {};
+  cfg.target_regex = ".*\\.1\\.mlp\\.(up|down)_proj";
+  EXPECT_EQ(targets_after(cfg), (std::vector<std::string>{"model.layers.1.mlp.up_proj", "model.layers.1.mlp.down_proj"}));
+}

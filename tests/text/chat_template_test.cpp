@@ -81,3 +81,30 @@ TEST(ChatTemplate, EncodeAddsBosOnceForBaseModels) {
   EXPECT_EQ(l.front(), 128000);
   EXPECT_EQ(std::count(l.begin(), l.end(), 128000), 1);
 }
+
+// Hugging Face's Llama-3.1-Instruct template: the system turn always first, opening with the date
+// header ("26 Jul 2024" when apply_chat_template is given no date_string), the system message after it.
+TEST(ChatTemplate, Llama31OffersTheDateHeaderAsHuggingFacesTemplate) {
+  std::vector<ChatMessage> m = {{"system", " Be brief. "}, {"user", "Rate Heat (1995)."}};
+  EXPECT_EQ(render_chat(m, "llama3.1", true),
+            "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\n"
+            "Cutting Knowledge Date: December 2023\nToday Date: 26 Jul 2024\n\nBe brief.<|eot_id|>"
+            "<|start_header_id|>user<|end_header_id|>\n\nRate Heat (1995).<|eot_id|>"
+            "<|start_header_id|>assistant<|end_header_id|>\n\n");
+  // No system message: the header alone; another date as date_string gives it.
+  EXPECT_EQ(render_chat({{"user", "Hi"}}, "llama3.1", false, "02 Dec 2026"),
+            "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\n"
+            "Cutting Knowledge Date: December 2023\nToday Date: 02 Dec 2026\n\n<|eot_id|>"
+            "<|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|>");
+  // The Llama-3 template (the shared llama-3.1 tokenizer's) keeps no date header.
+  EXPECT_EQ(render_chat(m, "llama3", false).find("Cutting Knowledge Date"), std::string::npos);
+  EXPECT_EQ(detect_chat_template("{{- bos_token }}{%- if not date_string is defined %}{%- set date_string = \"26 Jul 2024\" %}"
+                                 "{%- endif %}{{- \"<|start_header_id|>system<|end_header_id|>\\n\\n\" }}"
+                                 "{{- \"Cutting Knowledge Date: December 2023\\n\" }}"),
+            "llama3.1");
+  EXPECT_EQ(resolve_chat_template(llama3_tokenizer(), "llama3.1"), "llama3.1");
+  // Its tokens: the markers single ids, BOS once.
+  std::vector<int32_t> ids = encode_chat(llama3_tokenizer(), m, true, "llama3.1");
+  EXPECT_EQ(std::count(ids.begin(), ids.end(), 128000), 1);
+  EXPECT_EQ(llama3_tokenizer().decode(ids, false), render_chat(m, "llama3.1", true));
+}
