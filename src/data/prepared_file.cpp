@@ -6,6 +6,7 @@
 #include <type_traits>
 
 #include "data/prepare.h"
+#include "util/byte_reader.h"
 #include "util/error.h"
 #include "util/files.h"
 #include "util/sha256.h"
@@ -44,64 +45,30 @@ class Writer {
   }
 };
 
-class Reader {
+// The prepared file's reader: ByteReader's bounded reads plus vectors and enums.
+class Reader : public ByteReader {
  public:
-  Reader(std::string_view data, const std::filesystem::path& path) : data_(data), path_(path) {}
-  template <typename T>
-  T pod(const char* what) {
-    need(sizeof(T), what);
-    T v;
-    std::memcpy(&v, data_.data() + pos_, sizeof(T));
-    pos_ += sizeof(T);
-    return v;
-  }
-  std::string str(const char* what) {
-    uint64_t n = pod<uint64_t>(what);
-    need(n, what);
-    std::string s(data_.substr(pos_, n));
-    pos_ += n;
-    return s;
-  }
+  Reader(std::string_view data, const std::filesystem::path& path) : ByteReader(data, path, "prepared file") {}
   template <typename T>
   std::vector<T> vec(const char* what) {
-    uint64_t n = pod<uint64_t>(what);
     std::vector<T> v;
     if constexpr (std::is_same_v<T, std::string>) {
-      if (n > (data_.size() - pos_) / 8) truncated(what);  // at least a length per string
+      const uint64_t n = count(8, what);  // at least a length per string
       v.reserve(n);
       for (uint64_t k = 0; k < n; ++k) v.push_back(str(what));
     } else {
-      if (n > (data_.size() - pos_) / sizeof(T)) truncated(what);
+      const uint64_t n = count(sizeof(T), what);
       v.resize(n);
-      std::memcpy(v.data(), data_.data() + pos_, n * sizeof(T));
-      pos_ += n * sizeof(T);
+      std::memcpy(v.data(), bytes(n * sizeof(T), what).data(), n * sizeof(T));
     }
     return v;
   }
   template <typename E>
   E enum_value(uint8_t max, const char* what) {
     uint8_t v = pod<uint8_t>(what);
-    if (v > max) fail("{}: corrupt prepared file: {} has value {}", path_.string(), what, v);
+    if (v > max) fail("{}: corrupt prepared file: {} has value {}", path().string(), what, v);
     return static_cast<E>(v);
   }
-  // An element count, checked against what is left (each element takes at least `min_bytes`).
-  uint64_t count(uint64_t min_bytes, const char* what) {
-    uint64_t n = pod<uint64_t>(what);
-    if (n > (data_.size() - pos_) / min_bytes) truncated(what);
-    return n;
-  }
-  bool done() const { return pos_ == data_.size(); }
-
- private:
-  void need(uint64_t n, const char* what) {
-    if (n > data_.size() - pos_) truncated(what);
-  }
-  [[noreturn]] void truncated(const char* what) {
-    fail("{}: corrupt prepared file: {} runs past the end of the payload", path_.string(), what);
-  }
-  std::string_view data_;
-  size_t pos_ = 0;
-  const std::filesystem::path& path_;
 };
 
 void write_config(Writer& w, const PrepareConfig& c) {

@@ -12,6 +12,7 @@
 #include <set>
 
 #include "llm/model_config.h"
+#include "util/byte_reader.h"
 #include "util/error.h"
 #include "util/files.h"
 #include "util/log.h"
@@ -442,37 +443,8 @@ void save_gguf(LlamaForCausalLM& model, const fs::path& tokenizer_dir, const fs:
 
 namespace {
 
-class Cursor {
- public:
-  Cursor(const std::string& data, const fs::path& path) : data_(data), path_(path) {}
-  template <typename T>
-  T pod(const char* what) {
-    need(sizeof(T), what);
-    T v;
-    std::memcpy(&v, data_.data() + pos_, sizeof(T));
-    pos_ += sizeof(T);
-    return v;
-  }
-  std::string str(const char* what) {
-    const uint64_t n = pod<uint64_t>(what);
-    need(n, what);
-    std::string s = data_.substr(pos_, n);
-    pos_ += n;
-    return s;
-  }
-  size_t pos() const { return pos_; }
 
- private:
-  void need(uint64_t n, const char* what) {
-    if (n > data_.size() - pos_)
-      fail("'{}': truncated GGUF: {} needs {} bytes at offset {}, the file has {}", path_.string(), what, n, pos_, data_.size());
-  }
-  const std::string& data_;
-  const fs::path& path_;
-  size_t pos_ = 0;
-};
-
-json read_value(Cursor& c, uint32_t type, const std::string& key, const fs::path& path) {
+json read_value(ByteReader& c, uint32_t type, const std::string& key, const fs::path& path) {
   switch (type) {
     case kU8: return c.pod<uint8_t>("a u8");
     case kI8: return c.pod<int8_t>("an i8");
@@ -500,7 +472,7 @@ const GgufTensor* GgufFile::find(const std::string& name) const {
 
 GgufFile read_gguf(const fs::path& path) {
   const std::string data = read_file(path);
-  Cursor c(data, path);
+  ByteReader c(data, path, "GGUF");
   GgufFile f;
   RLRF_CHECK(data.size() >= 4 && data.compare(0, 4, "GGUF") == 0, "'{}' is not a GGUF file (no \"GGUF\" magic)", path.string());
   c.pod<uint32_t>("the magic");
