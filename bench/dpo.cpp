@@ -26,7 +26,7 @@
 #include "llm/lora.h"
 #include "util/files.h"
 #include "util/log.h"
-#include "util/runtime.h"
+#include "runtime/runtime.h"
 #include "util/strings.h"
 
 using namespace rlrf;

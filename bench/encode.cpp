@@ -33,7 +33,7 @@
 #include "text/wordpiece.h"
 #include "util/error.h"
 #include "util/files.h"
-#include "util/runtime.h"
+#include "runtime/runtime.h"
 #include "util/strings.h"
 
 using namespace rlrf;

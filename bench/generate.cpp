@@ -22,7 +22,7 @@
 #include "llm/checkpoint.h"
 #include "llm/generate.h"
 #include "util/files.h"
-#include "util/runtime.h"
+#include "runtime/runtime.h"
 #include "util/strings.h"
 
 using namespace rlrf::llm;

@@ -17,7 +17,7 @@
 #include "rerank/reranker.h"
 #include "util/files.h"
 #include "util/log.h"
-#include "util/runtime.h"
+#include "runtime/runtime.h"
 
 using namespace rlrf;
 

@@ -15,7 +15,7 @@
 #include "llm/logprob.h"
 #include "util/config.h"
 #include "util/error.h"
-#include "util/runtime.h"
+#include "runtime/runtime.h"
 #include "util/log.h"
 
 namespace rlrf {

@@ -14,7 +14,7 @@
 #include "util/config.h"
 #include "util/error.h"
 #include "util/log.h"
-#include "util/runtime.h"
+#include "runtime/runtime.h"
 #include "util/strings.h"
 
 namespace rlrf {

@@ -8,7 +8,7 @@
 #include "cli/verbs.h"
 #include "util/error.h"
 #include "util/log.h"
-#include "util/runtime.h"
+#include "runtime/runtime.h"
 
 namespace rlrf::cli {
 

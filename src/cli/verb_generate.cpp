@@ -19,7 +19,7 @@
 #include "util/error.h"
 #include "util/files.h"
 #include "util/log.h"
-#include "util/runtime.h"
+#include "runtime/runtime.h"
 #include "util/strings.h"
 
 // Prompts of --prompts FILE: JSON lines with a "prompt" field when the first non-blank line starts

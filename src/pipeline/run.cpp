@@ -13,7 +13,7 @@
 #include "pipeline/stages.h"
 #include "util/error.h"
 #include "util/log.h"
-#include "util/runtime.h"
+#include "runtime/runtime.h"
 
 namespace rlrf {
 

@@ -10,7 +10,7 @@
 #include "util/error.h"
 #include "util/files.h"
 #include "util/log.h"
-#include "util/runtime.h"
+#include "runtime/runtime.h"
 #include "util/sha256.h"
 #include "util/strings.h"
 

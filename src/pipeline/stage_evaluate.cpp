@@ -15,7 +15,7 @@
 #include "util/error.h"
 #include "util/files.h"
 #include "util/log.h"
-#include "util/runtime.h"
+#include "runtime/runtime.h"
 
 namespace rlrf {
 

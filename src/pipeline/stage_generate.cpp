@@ -28,7 +28,7 @@
 #include "util/error.h"
 #include "util/log.h"
 #include "util/progress.h"
-#include "util/runtime.h"
+#include "runtime/runtime.h"
 #include "util/strings.h"
 
 namespace rlrf {

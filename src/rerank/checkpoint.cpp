@@ -11,7 +11,7 @@
 
 #include "util/error.h"
 #include "util/files.h"
-#include "util/runtime.h"
+#include "runtime/runtime.h"
 
 namespace rlrf {
 

@@ -19,7 +19,7 @@
 
 #include "util/error.h"
 #include "util/log.h"
-#include "util/runtime.h"
+#include "runtime/runtime.h"
 
 namespace rlrf {
 

@@ -17,7 +17,7 @@
 #include "llm/logprob.h"
 #include "llm/lora.h"
 #include "util/files.h"
-#include "util/runtime.h"
+#include "runtime/runtime.h"
 
 using namespace rlrf;
 

@@ -5,7 +5,7 @@
 
 #include "llm/checkpoint.h"
 #include "util/files.h"
-#include "util/runtime.h"
+#include "runtime/runtime.h"
 
 namespace rlrf::llm::testing {
 

@@ -13,7 +13,7 @@
 #include "rerank/prm.h"
 #include "util/error.h"
 #include "util/files.h"
-#include "util/runtime.h"
+#include "runtime/runtime.h"
 
 using namespace rlrf;
 using nlohmann::json;

@@ -14,7 +14,7 @@
 #include <vector>
 
 #include "rerank/reranker.h"
-#include "util/runtime.h"
+#include "runtime/runtime.h"
 
 using namespace rlrf;
 

@@ -12,7 +12,7 @@
 #include "util/error.h"
 #include "util/files.h"
 #include "util/log.h"
-#include "util/runtime.h"
+#include "runtime/runtime.h"
 
 using namespace rlrf;
 

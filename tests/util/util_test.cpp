@@ -6,12 +6,7 @@
 #include "util/files.h"
 #include "util/sha256.h"
 #include "util/strings.h"
-#include "util/runtime.h"
 
-#include <unistd.h>
-
-#include <algorithm>
-#include <csignal>
 #include <vector>
 
 using namespace rlrf;
@@ -107,60 +102,4 @@ TEST(Files, AtomicWriteReplacesWhole) {
   write_file_atomic(dir / "a" / "b.txt", "one\ntwo\r\n");
   EXPECT_EQ(read_lines(dir / "a" / "b.txt"), (std::vector<std::string>{"one", "two"}));
   EXPECT_THROW(read_file(dir / "missing"), Error);
-}
-
-// ---------------------------------------------------------------------------------------------
-// run_isolated: jobs in worker processes
-
-TEST(RunIsolated, HandsEveryResultBackOnce) {
-  std::vector<int> seen(7, 0);
-  std::vector<std::string> got(7);
-  run_isolated(7, 3, [](int64_t i) { return std::string(static_cast<size_t>(100000 * i), 'a') + std::to_string(i * i); },
-               [&](int64_t i, const std::string& r) {
-                 ++seen[static_cast<size_t>(i)];
-                 got[static_cast<size_t>(i)] = r;
-               });
-  for (int64_t i = 0; i < 7; ++i) {
-    EXPECT_EQ(seen[static_cast<size_t>(i)], 1) << i;
-    EXPECT_EQ(got[static_cast<size_t>(i)], std::string(static_cast<size_t>(100000 * i), 'a') + std::to_string(i * i));
-  }
-}
-
-TEST(RunIsolated, AJobsErrorNamesItAndKeepsWhatFinished) {
-  std::vector<int64_t> finished;
-  try {
-    run_isolated(
-        6, 2,
-        // Jobs 0 and 1 start together (2 workers); job 1 fails at once while job 0 still runs.
-        // Whatever the machine's load, job 0 finishes and is handed back and no later job starts.
-        [](int64_t i) -> std::string {
-          if (i == 1) throw Error("bad input in list 17");
-          ::usleep(300000);
-          return "late";
-        },
-        [&](int64_t i, const std::string&) { finished.push_back(i); },
-        [](int64_t i) { return "training " + std::to_string(i); });
-    FAIL() << "no error";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("bad input in list 17"), std::string::npos) << e.what();
-  }
-  std::sort(finished.begin(), finished.end());
-  EXPECT_EQ(finished, (std::vector<int64_t>{0}));  // 2..5 never started
-}
-
-TEST(RunIsolated, AWorkerKilledByASignalIsAnErrorNamingTheJob) {
-  try {
-    run_isolated(
-        2, 2,
-        [](int64_t i) -> std::string {
-          if (i == 1) std::raise(SIGSEGV);
-          return "ok";
-        },
-        [](int64_t, const std::string&) {}, [](int64_t i) { return "kar lists / profile / dlcm / seed " + std::to_string(i); });
-    FAIL() << "no error";
-  } catch (const Error& e) {
-    const std::string m = e.what();
-    EXPECT_NE(m.find("kar lists / profile / dlcm / seed 1"), std::string::npos) << m;
-    EXPECT_NE(m.find("signal 11"), std::string::npos) << m;
-  }
 }

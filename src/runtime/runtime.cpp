@@ -1,5 +1,5 @@
 // The compute runtime: threads, device and dtype choices made once per process.
-#include "util/runtime.h"
+#include "runtime/runtime.h"
 
 #include <ATen/Parallel.h>
 #include <dlfcn.h>
