@@ -7,6 +7,13 @@
 #include "rerank/knowledge_vectors.h"
 #include "util/config.h"
 #include "util/error.h"
+#include "util/files.h"
+#include "util/strings.h"
+
+#include <nlohmann/json.hpp>
+
+#include <map>
+#include <set>
 
 namespace rlrf {
 
@@ -89,6 +96,43 @@ std::vector<double> score_responses(const RewardModel& model, const PreparedData
   Reranker scorer = model.reranker;  // shares the weights; only the forward's precision differs
   scorer.dtype = config.dtype;
   return knowledge_rewards(scorer, data, model.kv, users, vectors, options);
+}
+
+std::vector<UserResponse> read_responses_jsonl(const std::filesystem::path& path, const Dataset& dataset) {
+  std::map<std::string, int32_t> by_raw;
+  for (size_t u = 0; u < dataset.users.size(); ++u) by_raw[dataset.users[u].raw_id] = static_cast<int32_t>(u);
+  std::vector<UserResponse> all;
+  std::map<int32_t, int> next_sample;
+  std::map<std::pair<int32_t, int>, int> line_of;
+  int line_no = 0;
+  for (const std::string& line : read_lines(path)) {
+    ++line_no;
+    if (trim(line).empty()) continue;
+    const std::string where = fmt::format("{}:{}", path.string(), line_no);
+    nlohmann::json j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+    RLRF_CHECK(!j.is_discarded(), "{}: not valid JSON", where);
+    RLRF_CHECK(j.is_object() && j.contains("user") && j.contains("text") && j["text"].is_string(),
+               "{}: expected an object with \"user\" and \"text\" (a string)", where);
+    const nlohmann::json& ju = j["user"];
+    RLRF_CHECK(ju.is_string() || ju.is_number_integer() || ju.is_number_unsigned(),
+               "{}: \"user\" must be a raw user id (a string or a whole number)", where);
+    const std::string raw = ju.is_string() ? ju.get<std::string>() : ju.dump();
+    auto it = by_raw.find(raw);
+    RLRF_CHECK(it != by_raw.end(), "{}: unknown user '{}'", where, raw);
+    int sample = next_sample[it->second];
+    if (j.contains("sample")) {
+      const nlohmann::json& js = j["sample"];
+      RLRF_CHECK((js.is_number_integer() || js.is_number_unsigned()) && js.get<int64_t>() >= 0 &&
+                     js.get<int64_t>() <= 1000000,
+                 "{}: \"sample\" must be a whole number from 0 to 1000000, got {}", where, js.dump());
+      sample = static_cast<int>(js.get<int64_t>());
+    }
+    auto [prev, fresh] = line_of.emplace(std::make_pair(it->second, sample), line_no);
+    RLRF_CHECK(fresh, "{}: user '{}' sample {} was already given on line {}", where, raw, sample, prev->second);
+    next_sample[it->second] = sample + 1;
+    all.push_back({it->second, sample, j["text"].get<std::string>()});
+  }
+  return all;
 }
 
 }  // namespace rlrf

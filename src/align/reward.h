@@ -54,6 +54,12 @@ struct UserResponse {
   std::string text;
 };
 
+// Responses from any engine, JSONL: {"user": raw id (string or number), "sample": k (optional,
+// a whole number >= 0; absent: the user's next), "text": "..."} per line; blank lines skipped.
+// Errors name the file, line and what is wrong (bad JSON, a missing or mistyped field, a user
+// `dataset` does not have, a (user, sample) given twice).
+std::vector<UserResponse> read_responses_jsonl(const std::filesystem::path& path, const Dataset& dataset);
+
 // Trains the reward model: `knowledge_texts` holds one text per user (indexed by user; "" = none),
 // `item_knowledge` the items' (none | metadata | file:PATH, as [knowledge] item).
 // The rerank settings (epochs, lr, seed, device...) come from `rerank`, the model kind from `config`.

@@ -53,29 +53,7 @@ int run(int argc, char** argv) {
   ks.read("user_history", user_history);
 
   rlrf::PreparedData data = rlrf::load_prepared(prepared_path);
-  std::map<std::string, int32_t> by_raw;
-  for (size_t u = 0; u < data.dataset.users.size(); ++u) by_raw[data.dataset.users[u].raw_id] = static_cast<int32_t>(u);
-  std::vector<rlrf::UserResponse> all;
-  std::map<int32_t, int> next_sample;
-  int line_no = 0;
-  for (const std::string& line : rlrf::read_lines(responses_path)) {
-    ++line_no;
-    if (rlrf::trim(line).empty()) continue;
-    std::string where = responses_path + ":" + std::to_string(line_no);
-    nlohmann::json j;
-    try {
-      j = nlohmann::json::parse(line);
-    } catch (const nlohmann::json::exception& e) {
-      rlrf::fail("{}: not valid JSON: {}", where, e.what());
-    }
-    RLRF_CHECK(j.is_object() && j.contains("user") && j.contains("text") && j["text"].is_string(), "{}: expected \"user\" and \"text\"", where);
-    std::string raw = j["user"].is_string() ? j["user"].get<std::string>() : j["user"].dump();
-    auto it = by_raw.find(raw);
-    RLRF_CHECK(it != by_raw.end(), "{}: unknown user '{}'", where, raw);
-    int sample = j.contains("sample") ? j["sample"].get<int>() : next_sample[it->second];
-    next_sample[it->second] = sample + 1;
-    all.push_back({it->second, sample, j["text"].get<std::string>()});
-  }
+  std::vector<rlrf::UserResponse> all = rlrf::read_responses_jsonl(responses_path, data.dataset);
   RLRF_CHECK(reward.train_knowledge != rlrf::RewardKnowledge::kCard,
              "rlrf reward: train_knowledge = \"card\" needs the run's prompts; use `rlrf run`");
   std::vector<std::string> texts(data.sequences.size());
