@@ -20,7 +20,7 @@ TARGETS=("$@"); ((${#TARGETS[@]})) || TARGETS=("${ALL[@]}")
 
 say "building ${#TARGETS[@]} targets in $BUILD"
 cmake -S "$ROOT" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER=clang++ \
-  -DRLRF_FUZZ=ON -DRLRF_SANITIZE=address,undefined -DRLRF_BUILD_BENCH=OFF -DCMAKE_DISABLE_PRECOMPILE_HEADERS=ON >/dev/null
+  -DRLRF_FUZZ=ON -DRLRF_SANITIZE=address,undefined -DRLRF_BUILD_BENCH=OFF >/dev/null
 cmake --build "$BUILD" -j "$(nproc)" --target "${TARGETS[@]/#/fuzz_}"
 
 # Seeds from the real files (never committed: ../shared's licences).

@@ -19,7 +19,7 @@ SUPP="$ROOT/scripts/sanitizers"
 if [[ "$MODE" == address ]]; then
   BUILD="${RLRF_SAN_BUILD_DIR:-$ROOT/build-san}"
   cmake -S "$ROOT" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER=clang++ \
-    -DRLRF_FUZZ=ON -DRLRF_SANITIZE=address,undefined -DRLRF_BUILD_BENCH=OFF -DCMAKE_DISABLE_PRECOMPILE_HEADERS=ON >/dev/null
+    -DRLRF_FUZZ=ON -DRLRF_SANITIZE=address,undefined -DRLRF_BUILD_BENCH=OFF >/dev/null
   cmake --build "$BUILD" -j "$JOBS"
   export ASAN_OPTIONS="detect_leaks=1:abort_on_error=1:strict_string_checks=1:detect_stack_use_after_return=1"
   export LSAN_OPTIONS="suppressions=$SUPP/lsan.supp:print_suppressions=0"
@@ -28,7 +28,7 @@ if [[ "$MODE" == address ]]; then
 else
   BUILD="${RLRF_TSAN_BUILD_DIR:-$ROOT/build-tsan}"
   cmake -S "$ROOT" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER=clang++ \
-    -DRLRF_SANITIZE=thread -DRLRF_BUILD_BENCH=OFF -DCMAKE_DISABLE_PRECOMPILE_HEADERS=ON >/dev/null
+    -DRLRF_SANITIZE=thread -DRLRF_BUILD_BENCH=OFF >/dev/null
   cmake --build "$BUILD" -j "$JOBS" --target test_runtime test_rerank test_pipeline rlrf
   export TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1:suppressions=$SUPP/tsan.supp"
   FILTER=(-R 'RunIsolated|SideBySide|RunParallel|Resume|RunRounds|Run\.')

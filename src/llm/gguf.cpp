@@ -500,7 +500,13 @@ GgufFile read_gguf(const fs::path& path) {
     f.metadata[key] = std::move(v);
   }
   uint64_t alignment = kGgufAlignment;
-  if (auto it = f.metadata.find("general.alignment"); it != f.metadata.end()) alignment = it->second.value.get<uint64_t>();
+  if (auto it = f.metadata.find("general.alignment"); it != f.metadata.end()) {
+    const json& a = it->second.value;
+    RLRF_CHECK((a.is_number_unsigned() || a.is_number_integer()) && a.get<int64_t>() > 0 && a.get<int64_t>() <= (1 << 20) &&
+                   (a.get<int64_t>() & (a.get<int64_t>() - 1)) == 0,
+               "'{}': general.alignment must be a power of two from 1 to 2^20, got {}", path.string(), a.dump());
+    alignment = a.get<uint64_t>();
+  }
   for (int64_t i = 0; i < n_tensors; ++i) {
     GgufTensor t;
     t.name = c.str("a tensor name");
@@ -516,13 +522,24 @@ GgufFile read_gguf(const fs::path& path) {
     f.tensors.push_back(std::move(t));
   }
   const uint64_t start = align_up(c.pos(), alignment);
+  RLRF_CHECK(f.tensors.empty() || start <= data.size(), "'{}': truncated GGUF: the tensor data would start at {}, past the end ({} bytes)",
+             path.string(), start, data.size());
   for (GgufTensor& t : f.tensors) {
     std::vector<int64_t> shape(t.dims.rbegin(), t.dims.rend());
-    int64_t numel = 1;
-    for (int64_t d : shape) numel *= d;
-    const uint64_t bytes = static_cast<uint64_t>(numel) * (t.ggml_type == kGgmlF16 ? 2 : 4);
-    RLRF_CHECK(start + t.offset + bytes <= data.size(), "'{}': tensor '{}' ({} bytes at {}) runs past the end of the file ({} bytes)",
-               path.string(), t.name, bytes, start + t.offset, data.size());
+    const uint64_t elem = t.ggml_type == kGgmlF16 ? 2 : 4, room = data.size() - start;
+    // Sizes are checked against the file before anything is allocated (no overflow on the way).
+    uint64_t numel = 1;
+    for (int64_t d : shape) {
+      RLRF_CHECK(d >= 0, "'{}': tensor '{}' has a negative dimension {}", path.string(), t.name, d);
+      RLRF_CHECK(d == 0 || numel <= room / elem / static_cast<uint64_t>(d),
+                 "'{}': tensor '{}' of shape [{}] is larger than the file's data ({} bytes)", path.string(), t.name,
+                 fmt::join(shape, ", "), room);
+      numel *= static_cast<uint64_t>(d);
+    }
+    const uint64_t bytes = numel * elem;
+    RLRF_CHECK(t.offset <= room && bytes <= room - t.offset,
+               "'{}': tensor '{}' ({} bytes at {}) runs past the end of the file ({} bytes)", path.string(), t.name, bytes,
+               t.offset, data.size());
     t.data = at::empty(shape, t.ggml_type == kGgmlF16 ? at::kHalf : at::kFloat);
     std::memcpy(t.data.data_ptr(), data.data() + start + t.offset, bytes);
   }

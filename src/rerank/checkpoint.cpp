@@ -30,7 +30,7 @@ struct Reader {
   size_t pos = 0;
   std::string path;
   void need(size_t n) const {
-    if (pos + n > buf.size())
+    if (n > buf.size() - pos)
       fail("{}: truncated reranker checkpoint (need {} bytes at offset {}, file has {}); re-save it", path, n, pos,
            buf.size());
   }
@@ -127,6 +127,56 @@ void save_reranker(const Reranker& r, const std::filesystem::path& path) {
   write_file_atomic(path, out);
 }
 
+namespace {
+
+// A header's shape is checked before any tensor is allocated: every size is positive and bounded,
+// and each weight matrix the shape implies must fit in the file that stores it (fp32), so a damaged
+// or hostile header cannot ask for more memory than the file's size.
+void check_shape_fits(const RerankerShape& s, size_t file_bytes, const std::filesystem::path& path) {
+  const uint64_t room = file_bytes / 4;  // fp32 values the file can hold
+  auto size = [&](const char* what, int64_t v, int64_t lo) {
+    RLRF_CHECK(v >= lo && v <= (int64_t{1} << 31), "{}: checkpoint shape: {} = {} (expected {} to 2^31)", path.string(),
+               what, v, lo);
+    return static_cast<uint64_t>(v);
+  };
+  auto matrix = [&](const char* what, uint64_t rows, uint64_t cols) {
+    RLRF_CHECK(rows == 0 || cols <= room / rows, "{}: checkpoint shape: {} of {} x {} values is larger than the file ({} bytes)",
+               path.string(), what, rows, cols, file_bytes);
+  };
+  RLRF_CHECK(s.model == "dlcm" || s.model == "prm", "{}: checkpoint shape: unknown model '{}'", path.string(), s.model);
+  const uint64_t embed = size("embed_dim", s.embed_dim, 1);
+  matrix("the item embedding", size("n_items", s.n_items, 1), embed);
+  RLRF_CHECK(s.attribute_cardinality.size() <= 64, "{}: checkpoint shape: {} item attributes (at most 64)", path.string(),
+             s.attribute_cardinality.size());
+  for (int64_t c : s.attribute_cardinality) matrix("an attribute embedding", size("attribute_cardinality", c, 1), embed);
+  const uint64_t experts = size("shared_experts", s.shared_experts, 0) + size("specific_experts", s.specific_experts, 0);
+  RLRF_CHECK(experts <= 1024, "{}: checkpoint shape: {} experts (at most 1024)", path.string(), experts);
+  const uint64_t hidden = size("expert_hidden", s.expert_hidden, 1), out = size("expert_out", s.expert_out, 1);
+  for (int64_t dim : {s.user_dim, s.item_dim})
+    if (size("knowledge vector size", dim, 0) > 0) matrix("an adapter expert", static_cast<uint64_t>(dim), hidden);
+  matrix("an expert's output layer", hidden, out);
+  const uint64_t towers = static_cast<uint64_t>(s.towers());
+  RLRF_CHECK(s.attribute_cardinality.size() + 1 <= room / embed && towers * out <= room,
+             "{}: checkpoint shape: the scorer's input is larger than the file", path.string());
+  const uint64_t in = static_cast<uint64_t>(s.input_dim());
+  if (s.model == "dlcm") {
+    const uint64_t gru = size("gru_hidden", s.gru_hidden, 1);
+    matrix("the GRU", 3 * gru, in);
+    matrix("the GRU's recurrence", 3 * gru, gru);
+  } else {
+    RLRF_CHECK(s.heads > 0 && s.heads <= 1024, "{}: checkpoint shape: heads = {} (1 to 1024)", path.string(), s.heads);
+    matrix("the attention", 3 * in, in);
+    RLRF_CHECK(s.prm_mlp.size() <= 64, "{}: checkpoint shape: {} PRM layers (at most 64)", path.string(), s.prm_mlp.size());
+    uint64_t d = in;
+    for (int64_t h : s.prm_mlp) {
+      matrix("a PRM layer", d, size("prm_mlp", h, 1));
+      d = static_cast<uint64_t>(h);
+    }
+  }
+}
+
+}  // namespace
+
 Reranker load_reranker(const std::filesystem::path& path, const std::string& device) {
   const std::string buf = read_file(path);
   Reader rd{buf, 0, path.string()};
@@ -162,6 +212,7 @@ Reranker load_reranker(const std::filesystem::path& path, const std::string& dev
   } catch (const nlohmann::json::exception& e) {
     fail("{}: bad checkpoint header: {}", path.string(), e.what());
   }
+  check_shape_fits(r.shape, buf.size(), path);
   r.model = RerankerModel(r.shape);
   auto state = named_state(*r.model);
   const uint32_t count = rd.get<uint32_t>();
@@ -172,6 +223,7 @@ Reranker load_reranker(const std::filesystem::path& path, const std::string& dev
     std::string name = rd.bytes(rd.get<uint32_t>());
     const uint8_t dtype = rd.get<uint8_t>();
     const uint32_t ndim = rd.get<uint32_t>();
+    RLRF_CHECK(ndim <= 8, "{}: checkpoint tensor '{}' claims {} dimensions", path.string(), name, ndim);
     std::vector<int64_t> dims(ndim);
     for (auto& d : dims) d = rd.get<int64_t>();
     auto it = state.find(name);
