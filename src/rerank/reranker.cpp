@@ -23,7 +23,7 @@
 
 namespace rlrf {
 
-void RerankConfig::read(const ConfigSection& s) {
+void RerankTrainConfig::read_keys(const ConfigSection& s) {
   s.read("model", model);
   s.read("epochs", epochs);
   s.read("batch", batch);
@@ -37,9 +37,30 @@ void RerankConfig::read(const ConfigSection& s) {
   s.read("device", device);
   s.read("eval_batch", eval_batch);
   s.read("threads", threads);
-  s.read("jobs", jobs);
   s.read("dtype", dtype);
   s.read("knowledge_norm", knowledge_norm);
+}
+
+void RerankTrainConfig::validate(const std::string& where) const {
+  RLRF_CHECK(model == "dlcm" || model == "prm", "{}: model = '{}' (use dlcm or prm)", where, model);
+  RLRF_CHECK(epochs >= 1, "{}: epochs must be >= 1, got {}", where, epochs);
+  RLRF_CHECK(batch >= 2, "{}: batch must be >= 2 (DLCM's batch-norm needs 2 lists), got {}", where, batch);
+  RLRF_CHECK(lr > 0, "{}: lr must be > 0, got {}", where, lr);
+  RLRF_CHECK(weight_decay >= 0, "{}: weight_decay must be >= 0, got {}", where, weight_decay);
+  RLRF_CHECK(patience >= 1, "{}: patience must be >= 1, got {}", where, patience);
+  RLRF_CHECK(shared_experts >= 0 && specific_experts >= 0 && shared_experts + specific_experts > 0,
+             "{}: need at least one expert (shared_experts {}, specific_experts {})", where, shared_experts,
+             specific_experts);
+  RLRF_CHECK(embed_dim >= 1 && eval_batch >= 1, "{}: embed_dim and eval_batch must be >= 1", where);
+  RLRF_CHECK(dtype == "fp32" || dtype == "bf16", "{}: dtype = '{}' (use fp32 or bf16)", where, dtype);
+  RLRF_CHECK(threads >= 0, "{}: threads must be >= 0 (0: automatic), got {}", where, threads);
+  RLRF_CHECK(knowledge_norm == "standardize" || knowledge_norm == "none",
+             "{}: knowledge_norm = '{}' (use standardize or none)", where, knowledge_norm);
+}
+
+void RerankConfig::read(const ConfigSection& s) {
+  train.read_keys(s);
+  s.read("jobs", jobs);
   s.read("seeds", seeds);
   s.read("knowledge", knowledge);
   s.read("item_knowledge", item_knowledge);
@@ -47,21 +68,8 @@ void RerankConfig::read(const ConfigSection& s) {
   s.read("cache_dir", cache_dir);
   s.read("user_text_history", user_text_history);
   s.check_no_unknown_keys();
-  RLRF_CHECK(model == "dlcm" || model == "prm", "{}: model = '{}' (use dlcm or prm)", s.where(), model);
-  RLRF_CHECK(epochs >= 1, "{}: epochs must be >= 1, got {}", s.where(), epochs);
-  RLRF_CHECK(batch >= 2, "{}: batch must be >= 2 (DLCM's batch-norm needs 2 lists), got {}", s.where(), batch);
-  RLRF_CHECK(lr > 0, "{}: lr must be > 0, got {}", s.where(), lr);
-  RLRF_CHECK(weight_decay >= 0, "{}: weight_decay must be >= 0, got {}", s.where(), weight_decay);
-  RLRF_CHECK(patience >= 1, "{}: patience must be >= 1, got {}", s.where(), patience);
-  RLRF_CHECK(shared_experts >= 0 && specific_experts >= 0 && shared_experts + specific_experts > 0,
-             "{}: need at least one expert (shared_experts {}, specific_experts {})", s.where(), shared_experts,
-             specific_experts);
-  RLRF_CHECK(embed_dim >= 1 && eval_batch >= 1, "{}: embed_dim and eval_batch must be >= 1", s.where());
-  RLRF_CHECK(dtype == "fp32" || dtype == "bf16", "{}: dtype = '{}' (use fp32 or bf16)", s.where(), dtype);
-  RLRF_CHECK(threads >= 0 && jobs >= 0, "{}: threads and jobs must be >= 0 (0: automatic), got {} and {}", s.where(),
-             threads, jobs);
-  RLRF_CHECK(knowledge_norm == "standardize" || knowledge_norm == "none",
-             "{}: knowledge_norm = '{}' (use standardize or none)", s.where(), knowledge_norm);
+  train.validate(s.where());
+  RLRF_CHECK(jobs >= 0, "{}: jobs must be >= 0 (0: automatic), got {}", s.where(), jobs);
   RLRF_CHECK(!seeds.empty(), "{}: seeds must list at least one seed", s.where());
 }
 
@@ -244,7 +252,7 @@ void restore(torch::nn::Module& m, const std::vector<at::Tensor>& s) {
 // ---------------------------------------------------------------------------------------------
 // Construction and training
 
-RerankerShape reranker_shape(const PreparedData& data, const KnowledgeVectors& kv, const RerankConfig& config) {
+RerankerShape reranker_shape(const PreparedData& data, const KnowledgeVectors& kv, const RerankTrainConfig& config) {
   RerankerShape s;
   s.model = config.model;
   s.n_items = static_cast<int64_t>(data.dataset.items.size());
@@ -269,7 +277,7 @@ RerankerShape reranker_shape(const PreparedData& data, const KnowledgeVectors& k
   return s;
 }
 
-Reranker make_reranker(const PreparedData& data, const KnowledgeVectors& kv, const RerankConfig& config) {
+Reranker make_reranker(const PreparedData& data, const KnowledgeVectors& kv, const RerankTrainConfig& config) {
   Reranker r;
   r.shape = reranker_shape(data, kv, config);
   r.device = resolve_device(config.device);
@@ -315,7 +323,7 @@ std::vector<int64_t> lists_of_split(const PreparedData& data, Split split) {
 
 int rerank_jobs(const RerankConfig& config) {
   if (config.jobs > 0) return config.jobs;
-  return resolve_device(config.device) == "cpu" ? machine_threads() : 1;
+  return resolve_device(config.train.device) == "cpu" ? machine_threads() : 1;
 }
 
 void run_trainings(int64_t n, const RerankConfig& config, const std::function<std::string(int64_t)>& job,
@@ -324,7 +332,7 @@ void run_trainings(int64_t n, const RerankConfig& config, const std::function<st
   run_isolated(n, rerank_jobs(config), job, done, name);
 }
 
-void fit(Reranker& r, const PreparedData& data, const KnowledgeVectors& kv, const RerankConfig& cfg) {
+void fit(Reranker& r, const PreparedData& data, const KnowledgeVectors& kv, const RerankTrainConfig& cfg) {
   ScopedThreads threads(pass_threads(r));
   const torch::Device dev(r.device);
   std::vector<int64_t> train = lists_of_split(data, Split::kTrain);
@@ -419,7 +427,7 @@ void fit(Reranker& r, const PreparedData& data, const KnowledgeVectors& kv, cons
   m->eval();
 }
 
-Reranker train_reranker(const PreparedData& data, const KnowledgeVectors& kv, const RerankConfig& config) {
+Reranker train_reranker(const PreparedData& data, const KnowledgeVectors& kv, const RerankTrainConfig& config) {
   Reranker r = make_reranker(data, kv, config);
   fit(r, data, kv, config);
   return r;
