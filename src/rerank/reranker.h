@@ -113,7 +113,9 @@ Reranker make_reranker(const PreparedData& data, const KnowledgeVectors& kv, con
 // Trains on the train-split lists; after each epoch evaluates MAP@5 on the validation lists and keeps
 // the best weights (test lists are never looked at). Without validation lists it keeps the last epoch.
 Reranker train_reranker(const PreparedData& data, const KnowledgeVectors& kv, const RerankTrainConfig& config);
-// Continues training `r` (used by train_reranker; exposed for tests and the RLRF loop).
+// Continues training `r` (used by train_reranker; exposed for tests and the RLRF loop): epochs of
+// shuffled batches at a cosine learning rate (rerank/optimizer.h), each followed by validation, with
+// early stopping (rerank/early_stopping.h); `r` ends with the best epoch's weights, in eval mode.
 void fit(Reranker& r, const PreparedData& data, const KnowledgeVectors& kv, const RerankTrainConfig& config);
 
 // How many trainings of `config` to run side by side (RerankConfig::jobs resolved).
