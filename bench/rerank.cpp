@@ -3,7 +3,7 @@
 // throughput of batched reward scoring (lists per second).
 //   usage: bench_rerank [epochs=2] [threads=1] [device=cpu] [dtype=fp32] [setting=kar]
 // threads: intra-op threads of the one training timed at a time (the library's default is 1 on
-// CPU: see RerankConfig::threads). dtype bf16: mixed-precision matmuls (RerankConfig::dtype).
+// CPU: see RerankTrainConfig::threads). dtype bf16: mixed-precision matmuls (RerankTrainConfig::dtype).
 #include <ATen/ATen.h>
 
 #include <chrono>
@@ -46,7 +46,7 @@ int main(int argc, char** argv) {
                 static_cast<long long>(kv.item.size(0)), enc);
     for (const char* model : {"dlcm", "prm"}) {
       for (bool with : {false, true}) {
-        RerankConfig c;
+        RerankTrainConfig c;
         c.model = model;
         c.epochs = epochs;
         c.patience = epochs;

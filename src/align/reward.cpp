@@ -64,7 +64,7 @@ RewardModel train_reward_model_inputs(const PreparedData& data, const std::vecto
 }
 
 RewardModel train_reward_model(const PreparedData& data, const std::vector<std::string>& knowledge_texts,
-                               const RewardConfig& config, RerankConfig rerank, TextEncoder& encoder,
+                               const RewardConfig& config, RerankTrainConfig rerank, TextEncoder& encoder,
                                const std::filesystem::path& cache_dir, bool user_history,
                                const std::string& item_knowledge) {
   RewardModel out = train_reward_model_inputs(data, knowledge_texts, encoder, cache_dir, user_history, item_knowledge);

@@ -73,7 +73,7 @@ RewardModel train_reward_model_inputs(const PreparedData& data, const std::vecto
                                       TextEncoder& encoder, const std::filesystem::path& cache_dir, bool user_history,
                                       const std::string& item_knowledge);
 RewardModel train_reward_model(const PreparedData& data, const std::vector<std::string>& knowledge_texts,
-                               const RewardConfig& config, RerankConfig rerank, TextEncoder& encoder,
+                               const RewardConfig& config, RerankTrainConfig rerank, TextEncoder& encoder,
                                const std::filesystem::path& cache_dir, bool user_history,
                                const std::string& item_knowledge);
 

@@ -61,8 +61,8 @@ int run(int argc, char** argv) {
   cfg.read(file.section("rerank"));
   if (!knowledge.empty()) cfg.knowledge = knowledge;
   if (!item_knowledge.empty()) cfg.item_knowledge = item_knowledge;
-  if (epochs > 0) cfg.epochs = epochs;
-  if (!device.empty()) cfg.device = device;
+  if (epochs > 0) cfg.train.epochs = epochs;
+  if (!device.empty()) cfg.train.device = device;
   if (!cache_dir.empty()) cfg.cache_dir = cache_dir;
   if (!seeds_text.empty()) {
     cfg.seeds.clear();
@@ -72,7 +72,7 @@ int run(int argc, char** argv) {
       cfg.seeds.push_back(static_cast<int>(*v));
     }
   }
-  if (model.empty() && file.section("rerank").has("model")) model = cfg.model;
+  if (model.empty() && file.section("rerank").has("model")) model = cfg.train.model;
   std::vector<std::string> models;
   if (model.empty() || model == "both") models = {"dlcm", "prm"};
   else if (model == "dlcm" || model == "prm") models = {model};
@@ -138,7 +138,7 @@ int run(int argc, char** argv) {
       static_cast<int64_t>(jobs.size()), cfg,
       [&](int64_t i) {
         const Job& job = jobs[static_cast<size_t>(i)];
-        rlrf::RerankConfig c = cfg;
+        rlrf::RerankTrainConfig c = cfg.train;
         c.model = job.model;
         c.seed = job.seed;
         const rlrf::KnowledgeVectors k = job.with ? kv : rlrf::KnowledgeVectors{};

@@ -69,7 +69,7 @@ int run(int argc, char** argv) {
   }
   std::filesystem::path out(out_dir);
   std::unique_ptr<rlrf::TextEncoder> encoder = rlrf::make_encoder(encoder_name);
-  rlrf::RewardModel model = rlrf::train_reward_model(data, texts, reward, rerank, *encoder, out / "cache", user_history, item);
+  rlrf::RewardModel model = rlrf::train_reward_model(data, texts, reward, rerank.train, *encoder, out / "cache", user_history, item);
   rlrf::save_reranker(model.reranker, out / "reward_model.rrk");
   std::vector<rlrf::UserResponse> train;
   for (const rlrf::UserResponse& r : all)

@@ -19,6 +19,7 @@
 #pragma once
 #include <cstdint>
 #include <filesystem>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -82,6 +83,11 @@ struct UserSequence {
   int32_t prefix_len = 0;
   Split split = Split::kTrain;
 };
+
+// The items of a user that list building and baselines may know: every item of a training user,
+// only the prompt prefix of a validation or test user (their later items are held-out labels).
+// Feeds the popularity counts (PreparedData::item_popularity) and the first-stage generators.
+std::span<const int32_t> known_items(const UserSequence& s);
 
 // A list to rerank: items in their initial order (random for kar/popularity, the candidate
 // generator's order for first-stage), with 0/1 labels.

@@ -43,7 +43,7 @@ std::vector<int> reward_folds(const RunContext& ctx) {
     std::vector<int32_t> users;
     for (int32_t u : ctx.users)
       if (ctx.data.sequences[static_cast<size_t>(u)].split == split) users.push_back(u);
-    Rng rng(derive_seed(static_cast<uint64_t>(ctx.config.rerank.seed), 0x7265776172642066ull /* "reward f" */,
+    Rng rng(derive_seed(static_cast<uint64_t>(ctx.config.rerank.train.seed), 0x7265776172642066ull /* "reward f" */,
                         static_cast<uint64_t>(split)));
     rng.shuffle(users);
     for (size_t i = 0; i < users.size(); ++i) fold[static_cast<size_t>(users[i])] = static_cast<int>(i % static_cast<size_t>(k));
@@ -99,7 +99,7 @@ static std::vector<StoredReward> score_round(RunContext& ctx, int model_round, i
         rewards.push_back(card_agreement(cards[static_cast<size_t>(x.user)], x.text).score());
     } else {
       Reranker r = load_reranker(reward_model_path(ctx, model_round, f), ctx.device);
-      r.threads = ctx.config.rerank.threads;
+      r.threads = ctx.config.rerank.train.threads;
       RewardModel model = reward_model_from(ctx, r);
       rewards = score_responses(model, ctx.data, responses, ctx.config.reward, *ctx.encoder, ctx.encode_cache(),
                                 ctx.config.knowledge.user_history);
@@ -138,7 +138,7 @@ static void train_reward_models(RunContext& ctx, int round, int model_round, con
                                                c.knowledge.item);
   const std::vector<int> fold = reward_folds(ctx);
   RerankConfig rc = c.rerank;
-  rc.model = c.reward.model;
+  rc.train.model = c.reward.model;
   ensure_dir(ctx.dir / "models");
   run_trainings(
       k, rc,
@@ -151,7 +151,7 @@ static void train_reward_models(RunContext& ctx, int round, int model_round, con
           for (RerankList& l : data.lists)
             if (l.split == Split::kTrain && fold[static_cast<size_t>(l.user)] == f) l.split = Split::kTest;
         }
-        Reranker r = train_reranker(data, base.kv, rc);
+        Reranker r = train_reranker(data, base.kv, rc.train);
         save_reranker(r, reward_model_path(ctx, model_round, static_cast<int>(f)));
         return nlohmann::json({{"valid_map5", r.best_valid_map5}, {"best_epoch", r.best_epoch}}).dump();
       },

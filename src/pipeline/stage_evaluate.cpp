@@ -166,7 +166,7 @@ void stage_evaluate(RunContext& ctx) {
       [&](int64_t j) {
         const Job& job = jobs[static_cast<size_t>(j)];
         const Table& table = tables[job.table];
-        RerankConfig rc = c.rerank;
+        RerankTrainConfig rc = c.rerank.train;
         rc.model = job.model;
         rc.seed = job.seed;
         try {

@@ -1,29 +1,32 @@
-// Reranker training (AdamW, cosine schedule, early stopping on validation MAP@5), batched scoring,
-// evaluation tables and knowledge rewards.
+// Reranker construction and training (epochs of batches under AdamW at a cosine learning rate,
+// validation, early stopping on validation MAP@5), batched scoring, evaluation tables and knowledge
+// rewards. The pieces of training live in batches.h, optimizer.h and early_stopping.h.
 #include "rerank/reranker.h"
 
 #include <ATen/ATen.h>
 #include <ATen/autocast_mode.h>
 #include <torch/optim/adamw.h>
-#include <torch/utils.h>
 
 #include <algorithm>
 #include <chrono>
-#include <cmath>
-#include <map>
+#include <memory>
 #include <mutex>
+#include <optional>
 #include <random>
 
 #include "util/config.h"
 #include <fmt/ranges.h>
 
+#include "rerank/batches.h"
+#include "rerank/early_stopping.h"
+#include "rerank/optimizer.h"
+#include "runtime/runtime.h"
 #include "util/error.h"
 #include "util/log.h"
-#include "runtime/runtime.h"
 
 namespace rlrf {
 
-void RerankConfig::read(const ConfigSection& s) {
+void RerankTrainConfig::read_keys(const ConfigSection& s) {
   s.read("model", model);
   s.read("epochs", epochs);
   s.read("batch", batch);
@@ -37,9 +40,30 @@ void RerankConfig::read(const ConfigSection& s) {
   s.read("device", device);
   s.read("eval_batch", eval_batch);
   s.read("threads", threads);
-  s.read("jobs", jobs);
   s.read("dtype", dtype);
   s.read("knowledge_norm", knowledge_norm);
+}
+
+void RerankTrainConfig::validate(const std::string& where) const {
+  RLRF_CHECK(model == "dlcm" || model == "prm", "{}: model = '{}' (use dlcm or prm)", where, model);
+  RLRF_CHECK(epochs >= 1, "{}: epochs must be >= 1, got {}", where, epochs);
+  RLRF_CHECK(batch >= 2, "{}: batch must be >= 2 (DLCM's batch-norm needs 2 lists), got {}", where, batch);
+  RLRF_CHECK(lr > 0, "{}: lr must be > 0, got {}", where, lr);
+  RLRF_CHECK(weight_decay >= 0, "{}: weight_decay must be >= 0, got {}", where, weight_decay);
+  RLRF_CHECK(patience >= 1, "{}: patience must be >= 1, got {}", where, patience);
+  RLRF_CHECK(shared_experts >= 0 && specific_experts >= 0 && shared_experts + specific_experts > 0,
+             "{}: need at least one expert (shared_experts {}, specific_experts {})", where, shared_experts,
+             specific_experts);
+  RLRF_CHECK(embed_dim >= 1 && eval_batch >= 1, "{}: embed_dim and eval_batch must be >= 1", where);
+  RLRF_CHECK(dtype == "fp32" || dtype == "bf16", "{}: dtype = '{}' (use fp32 or bf16)", where, dtype);
+  RLRF_CHECK(threads >= 0, "{}: threads must be >= 0 (0: automatic), got {}", where, threads);
+  RLRF_CHECK(knowledge_norm == "standardize" || knowledge_norm == "none",
+             "{}: knowledge_norm = '{}' (use standardize or none)", where, knowledge_norm);
+}
+
+void RerankConfig::read(const ConfigSection& s) {
+  train.read_keys(s);
+  s.read("jobs", jobs);
   s.read("seeds", seeds);
   s.read("knowledge", knowledge);
   s.read("item_knowledge", item_knowledge);
@@ -47,21 +71,8 @@ void RerankConfig::read(const ConfigSection& s) {
   s.read("cache_dir", cache_dir);
   s.read("user_text_history", user_text_history);
   s.check_no_unknown_keys();
-  RLRF_CHECK(model == "dlcm" || model == "prm", "{}: model = '{}' (use dlcm or prm)", s.where(), model);
-  RLRF_CHECK(epochs >= 1, "{}: epochs must be >= 1, got {}", s.where(), epochs);
-  RLRF_CHECK(batch >= 2, "{}: batch must be >= 2 (DLCM's batch-norm needs 2 lists), got {}", s.where(), batch);
-  RLRF_CHECK(lr > 0, "{}: lr must be > 0, got {}", s.where(), lr);
-  RLRF_CHECK(weight_decay >= 0, "{}: weight_decay must be >= 0, got {}", s.where(), weight_decay);
-  RLRF_CHECK(patience >= 1, "{}: patience must be >= 1, got {}", s.where(), patience);
-  RLRF_CHECK(shared_experts >= 0 && specific_experts >= 0 && shared_experts + specific_experts > 0,
-             "{}: need at least one expert (shared_experts {}, specific_experts {})", s.where(), shared_experts,
-             specific_experts);
-  RLRF_CHECK(embed_dim >= 1 && eval_batch >= 1, "{}: embed_dim and eval_batch must be >= 1", s.where());
-  RLRF_CHECK(dtype == "fp32" || dtype == "bf16", "{}: dtype = '{}' (use fp32 or bf16)", s.where(), dtype);
-  RLRF_CHECK(threads >= 0 && jobs >= 0, "{}: threads and jobs must be >= 0 (0: automatic), got {} and {}", s.where(),
-             threads, jobs);
-  RLRF_CHECK(knowledge_norm == "standardize" || knowledge_norm == "none",
-             "{}: knowledge_norm = '{}' (use standardize or none)", s.where(), knowledge_norm);
+  train.validate(s.where());
+  RLRF_CHECK(jobs >= 0, "{}: jobs must be >= 0 (0: automatic), got {}", s.where(), jobs);
   RLRF_CHECK(!seeds.empty(), "{}: seeds must list at least one seed", s.where());
 }
 
@@ -105,75 +116,24 @@ int pass_threads(const Reranker& r) {
   return r.device == "cpu" ? 1 : 0;
 }
 
-struct Batch {
-  at::Tensor items;   // [B, L] int64
-  at::Tensor attrs;   // [B, L, A] int64
-  at::Tensor labels;  // [B, L] float
-  at::Tensor users;   // [B] int64
-};
-
-Batch make_batch(const PreparedData& data, const std::vector<int64_t>& lists) {
-  const int64_t b = static_cast<int64_t>(lists.size());
-  const int64_t l = static_cast<int64_t>(data.lists[lists[0]].items.size());
-  const auto& attributes = data.dataset.item_attributes;
-  const int64_t a = static_cast<int64_t>(attributes.size());
-  Batch out;
-  out.items = at::empty({b, l}, at::kLong);
-  out.attrs = at::empty({b, l, a}, at::kLong);
-  out.labels = at::empty({b, l}, at::kFloat);
-  out.users = at::empty({b}, at::kLong);
-  int64_t* it = out.items.data_ptr<int64_t>();
-  int64_t* at_ = out.attrs.data_ptr<int64_t>();
-  float* lb = out.labels.data_ptr<float>();
-  int64_t* us = out.users.data_ptr<int64_t>();
-  for (int64_t i = 0; i < b; ++i) {
-    const RerankList& list = data.lists[lists[i]];
-    RLRF_CHECK(static_cast<int64_t>(list.items.size()) == l && list.labels.size() == list.items.size(),
-               "rerank: list {} has {} items and {} labels, expected {}", lists[i], list.items.size(),
-               list.labels.size(), l);
-    us[i] = list.user;
-    for (int64_t j = 0; j < l; ++j) {
-      const int32_t item = list.items[j];
-      it[i * l + j] = item;
-      lb[i * l + j] = list.labels[j] > 0 ? 1.0f : 0.0f;
-      for (int64_t k = 0; k < a; ++k) at_[(i * l + j) * a + k] = attributes[k][item];
-    }
-  }
-  return out;
-}
-
-// Splits `lists` into batches of at most `batch` lists of equal length. With `rng`, lists are
-// shuffled within each length and the batch order is shuffled; a final batch of one list is merged
-// into its neighbour (batch-norm needs two).
-std::vector<std::vector<int64_t>> chunk_lists(const PreparedData& data, const std::vector<int64_t>& lists, int batch,
-                                              std::mt19937_64* rng) {
-  std::map<size_t, std::vector<int64_t>> by_len;
-  for (int64_t i : lists) by_len[data.lists[i].items.size()].push_back(i);
-  std::vector<std::vector<int64_t>> out;
-  for (auto& [len, group] : by_len) {
-    if (rng) std::shuffle(group.begin(), group.end(), *rng);
-    size_t first = out.size();
-    for (size_t s = 0; s < group.size(); s += batch)
-      out.emplace_back(group.begin() + s, group.begin() + std::min(group.size(), s + batch));
-    if (rng && out.size() - first >= 2 && out.back().size() == 1) {
-      out[out.size() - 2].push_back(out.back()[0]);
-      out.pop_back();
-    }
-  }
-  if (rng) std::shuffle(out.begin(), out.end(), *rng);
-  return out;
-}
-
 at::Tensor rows_to(const at::Tensor& t, const torch::Device& dev) {
   return t.defined() ? t.to(dev, at::kFloat).contiguous() : t;
 }
 
-// Adapted features of many vectors through one tower, chunked.
-template <typename F>
-at::Tensor adapt_chunked(const at::Tensor& v, int64_t chunk, F&& f) {
-  std::vector<at::Tensor> parts;
-  for (int64_t s = 0; s < v.size(0); s += chunk) parts.push_back(f(v.narrow(0, s, std::min(chunk, v.size(0) - s))));
-  return parts.empty() ? at::Tensor() : at::cat(parts, 0);
+// Rows per adapter pass when scoring: bounds the memory of adapting every user or item at once.
+constexpr int64_t kAdaptChunk = 8192;
+
+enum class Tower { kUser, kItem };
+
+// Adapted features [n, expert_out] float32 of knowledge vectors [n, d] through one adapter tower of
+// r's model, kAdaptChunk rows at a time, matmuls in r.dtype: the scoring passes' adapter calls.
+at::Tensor adapted_features(const Reranker& r, const at::Tensor& vectors, Tower tower) {
+  const torch::Device dev(r.device);
+  RerankerModel m = r.model;
+  return in_row_chunks(rows_to(vectors, dev), kAdaptChunk, [&](const at::Tensor& x) {
+    MixedPrecision mixed(r.dtype, dev);
+    return (tower == Tower::kUser ? m->adapt_users(x) : m->adapt_items(x)).to(at::kFloat);
+  });
 }
 
 // Scores lists in eval mode. `user_feat` [lists.size(), expert_out]: adapted user features per list
@@ -186,34 +146,27 @@ std::vector<std::vector<float>> score_core(const Reranker& r, const PreparedData
   at::Tensor item_feat_all;
   if (r.shape.item_dim > 0) {
     RLRF_CHECK(kv.item.defined(), "rerank: the model uses item knowledge but no item vectors were given");
-    MixedPrecision mixed(r.dtype, dev);
-    item_feat_all = adapt_chunked(rows_to(kv.item, dev), 8192, [&](const at::Tensor& x) { return m->adapt_items(x); })
-                        .to(at::kFloat);
+    item_feat_all = adapted_features(r, kv.item, Tower::kItem);
   }
   std::vector<std::vector<float>> out(lists.size());
   // Batches over positions in `lists` (a list may appear several times, e.g. in rewards).
-  std::map<size_t, std::vector<int64_t>> by_len;
-  for (size_t p = 0; p < lists.size(); ++p) by_len[data.lists[lists[p]].items.size()].push_back(static_cast<int64_t>(p));
-  for (auto& [len, group] : by_len) {
-    for (size_t s = 0; s < group.size(); s += r.eval_batch) {
-      std::vector<int64_t> ps(group.begin() + s, group.begin() + std::min(group.size(), s + r.eval_batch));
-      std::vector<int64_t> ls(ps.size());
-      for (size_t i = 0; i < ps.size(); ++i) ls[i] = lists[ps[i]];
-      Batch b = make_batch(data, ls);
-      at::Tensor items = b.items.to(dev);
-      at::Tensor uf, itf;
-      if (r.shape.user_dim > 0) uf = user_feat.index_select(0, at::tensor(ps, at::kLong).to(dev));
-      if (r.shape.item_dim > 0)
-        itf = item_feat_all.index_select(0, items.flatten()).view({items.size(0), items.size(1), -1});
-      at::Tensor scores;
-      {
-        MixedPrecision mixed(r.dtype, dev);
-        scores = at::sigmoid(m->forward(items, b.attrs.to(dev), uf, itf).to(at::kFloat)).to(at::kCPU).contiguous();
-      }
-      const float* sp = scores.data_ptr<float>();
-      const int64_t l = scores.size(1);
-      for (size_t i = 0; i < ps.size(); ++i) out[ps[i]].assign(sp + i * l, sp + (i + 1) * l);
+  for (const std::vector<int64_t>& ps : length_batches(data, lists, r.eval_batch)) {
+    std::vector<int64_t> ls(ps.size());
+    for (size_t i = 0; i < ps.size(); ++i) ls[i] = lists[ps[i]];
+    Batch b = make_batch(data, ls);
+    at::Tensor items = b.items.to(dev);
+    at::Tensor uf, itf;
+    if (r.shape.user_dim > 0) uf = user_feat.index_select(0, at::tensor(ps, at::kLong).to(dev));
+    if (r.shape.item_dim > 0)
+      itf = item_feat_all.index_select(0, items.flatten()).view({items.size(0), items.size(1), -1});
+    at::Tensor scores;
+    {
+      MixedPrecision mixed(r.dtype, dev);
+      scores = at::sigmoid(m->forward(items, b.attrs.to(dev), uf, itf).to(at::kFloat)).to(at::kCPU).contiguous();
     }
+    const float* sp = scores.data_ptr<float>();
+    const int64_t l = scores.size(1);
+    for (size_t i = 0; i < ps.size(); ++i) out[ps[i]].assign(sp + i * l, sp + (i + 1) * l);
   }
   return out;
 }
@@ -225,26 +178,12 @@ struct EvalModeGuard {
   bool was_training_;
 };
 
-std::vector<at::Tensor> snapshot(torch::nn::Module& m) {
-  std::vector<at::Tensor> s;
-  for (const auto& p : m.parameters()) s.push_back(p.detach().clone());
-  for (const auto& b : m.buffers()) s.push_back(b.detach().clone());
-  return s;
-}
-
-void restore(torch::nn::Module& m, const std::vector<at::Tensor>& s) {
-  torch::NoGradGuard guard;
-  size_t i = 0;
-  for (auto& p : m.parameters()) p.copy_(s[i++]);
-  for (auto& b : m.buffers()) b.copy_(s[i++]);
-}
-
 }  // namespace
 
 // ---------------------------------------------------------------------------------------------
 // Construction and training
 
-RerankerShape reranker_shape(const PreparedData& data, const KnowledgeVectors& kv, const RerankConfig& config) {
+RerankerShape reranker_shape(const PreparedData& data, const KnowledgeVectors& kv, const RerankTrainConfig& config) {
   RerankerShape s;
   s.model = config.model;
   s.n_items = static_cast<int64_t>(data.dataset.items.size());
@@ -269,7 +208,7 @@ RerankerShape reranker_shape(const PreparedData& data, const KnowledgeVectors& k
   return s;
 }
 
-Reranker make_reranker(const PreparedData& data, const KnowledgeVectors& kv, const RerankConfig& config) {
+Reranker make_reranker(const PreparedData& data, const KnowledgeVectors& kv, const RerankTrainConfig& config) {
   Reranker r;
   r.shape = reranker_shape(data, kv, config);
   r.device = resolve_device(config.device);
@@ -315,7 +254,7 @@ std::vector<int64_t> lists_of_split(const PreparedData& data, Split split) {
 
 int rerank_jobs(const RerankConfig& config) {
   if (config.jobs > 0) return config.jobs;
-  return resolve_device(config.device) == "cpu" ? machine_threads() : 1;
+  return resolve_device(config.train.device) == "cpu" ? machine_threads() : 1;
 }
 
 void run_trainings(int64_t n, const RerankConfig& config, const std::function<std::string(int64_t)>& job,
@@ -324,102 +263,139 @@ void run_trainings(int64_t n, const RerankConfig& config, const std::function<st
   run_isolated(n, rerank_jobs(config), job, done, name);
 }
 
-void fit(Reranker& r, const PreparedData& data, const KnowledgeVectors& kv, const RerankConfig& cfg) {
-  ScopedThreads threads(pass_threads(r));
-  const torch::Device dev(r.device);
-  std::vector<int64_t> train = lists_of_split(data, Split::kTrain);
-  std::vector<int64_t> valid = lists_of_split(data, Split::kValid);
-  RLRF_CHECK(!train.empty(), "rerank: no training lists in the prepared data");
-  if (valid.empty()) log_warn("rerank: no validation lists; keeping the last epoch (no early stopping)");
-  const at::Tensor user_vec = r.shape.user_dim > 0 ? rows_to(kv.user, dev) : at::Tensor();
-  const at::Tensor item_vec = r.shape.item_dim > 0 ? rows_to(kv.item, dev) : at::Tensor();
-  RLRF_CHECK(r.shape.user_dim == 0 || user_vec.defined(), "rerank: model expects user knowledge vectors");
-  RLRF_CHECK(r.shape.item_dim == 0 || item_vec.defined(), "rerank: model expects item knowledge vectors");
+namespace {
 
-  RerankerModel m = r.model;
-  std::vector<at::Tensor> decay, no_decay;
-  for (const auto& p : m->named_parameters()) {
-    if (p.key().size() >= 4 && p.key().compare(p.key().size() - 4, 4, "bias") == 0) no_decay.push_back(p.value());
-    else decay.push_back(p.value());
+// The training passes of one fit: the optimizer, the shuffling stream and the step count that the
+// cosine schedule follows across epochs.
+class TrainingPasses {
+ public:
+  TrainingPasses(Reranker& r, const PreparedData& data, const KnowledgeVectors& kv, const RerankTrainConfig& cfg)
+      : r_(r), data_(data), cfg_(cfg), dev_(r.device), train_(lists_of_split(data, Split::kTrain)),
+        rng_(static_cast<uint64_t>(cfg.seed) * 0x9E3779B97F4A7C15ULL + 1) {
+    RLRF_CHECK(!train_.empty(), "rerank: no training lists in the prepared data");
+    user_vec_ = r.shape.user_dim > 0 ? rows_to(kv.user, dev_) : at::Tensor();
+    item_vec_ = r.shape.item_dim > 0 ? rows_to(kv.item, dev_) : at::Tensor();
+    RLRF_CHECK(r.shape.user_dim == 0 || user_vec_.defined(), "rerank: model expects user knowledge vectors");
+    RLRF_CHECK(r.shape.item_dim == 0 || item_vec_.defined(), "rerank: model expects item knowledge vectors");
+    opt_ = make_optimizer(*r.model, cfg.lr, cfg.weight_decay);
+    const int64_t steps_per_epoch = static_cast<int64_t>(length_batches(data, train_, cfg.batch).size());
+    total_steps_ = std::max<int64_t>(1, steps_per_epoch * cfg.epochs);
   }
-  std::vector<torch::optim::OptimizerParamGroup> groups;
-  groups.emplace_back(decay, std::make_unique<torch::optim::AdamWOptions>(
-                                 torch::optim::AdamWOptions(cfg.lr).weight_decay(cfg.weight_decay)));
-  groups.emplace_back(no_decay,
-                      std::make_unique<torch::optim::AdamWOptions>(torch::optim::AdamWOptions(cfg.lr).weight_decay(0)));
-  torch::optim::AdamW opt(groups, torch::optim::AdamWOptions(cfg.lr));
 
-  std::mt19937_64 rng(static_cast<uint64_t>(cfg.seed) * 0x9E3779B97F4A7C15ULL + 1);
-  const int64_t steps_per_epoch = static_cast<int64_t>(chunk_lists(data, train, cfg.batch, nullptr).size());
-  const int64_t total_steps = std::max<int64_t>(1, steps_per_epoch * cfg.epochs);
-  int64_t step = 0;
-  std::vector<at::Tensor> best = snapshot(*m);
-  r.best_valid_map5 = -1;
-  int bad_epochs = 0;
-  for (int epoch = 1; epoch <= cfg.epochs; ++epoch) {
-    auto t0 = std::chrono::steady_clock::now();
-    m->train();
+  // One epoch over the training lists in shuffled batches, one optimizer step per batch; returns
+  // the mean loss per list.
+  double epoch() {
+    r_.model->train();
     double loss_sum = 0;
     int64_t loss_n = 0;
-    for (const auto& ls : chunk_lists(data, train, cfg.batch, &rng)) {
-      const double lr = cfg.lr * 0.5 * (1.0 + std::cos(M_PI * static_cast<double>(step) / total_steps));
-      for (auto& g : opt.param_groups()) static_cast<torch::optim::AdamWOptions&>(g.options()).lr(lr);
-      Batch b = make_batch(data, ls);
-      at::Tensor items = b.items.to(dev);
-      at::Tensor uf, itf;
-      // Each distinct user and item of the batch goes through the adapter once (a list's user is on
-      // all its lists, popular items on many): the same values and gradients as one row per slot.
-      auto adapt_distinct = [](const at::Tensor& ids, const at::Tensor& vectors, auto&& adapt) {
-        auto [distinct, inverse, counts] = at::_unique2(ids, /*sorted=*/false, /*return_inverse=*/true, false);
-        return adapt(vectors.index_select(0, distinct)).index_select(0, inverse.flatten());
-      };
-      at::Tensor logits;
-      {
-        MixedPrecision mixed(cfg.dtype, dev);
-        if (r.shape.user_dim > 0)
-          uf = adapt_distinct(b.users.to(dev), user_vec, [&](const at::Tensor& x) { return m->adapt_users(x); });
-        if (r.shape.item_dim > 0)
-          itf = adapt_distinct(items.flatten(), item_vec, [&](const at::Tensor& x) { return m->adapt_items(x); })
-                    .view({items.size(0), items.size(1), -1});
-        logits = m->forward(items, b.attrs.to(dev), uf, itf).to(at::kFloat);
-      }
-      at::Tensor loss = at::binary_cross_entropy_with_logits(logits, b.labels.to(dev));
-      opt.zero_grad();
+    for (const std::vector<int64_t>& ps : length_batches(data_, train_, cfg_.batch, &rng_)) {
+      std::vector<int64_t> ls(ps.size());
+      for (size_t i = 0; i < ps.size(); ++i) ls[i] = train_[static_cast<size_t>(ps[i])];
+      set_lr(*opt_, cosine_lr(cfg_.lr, step_, total_steps_));
+      at::Tensor loss = batch_loss(ls);
+      opt_->zero_grad();
       loss.backward();
-      opt.step();
-      ++step;
+      opt_->step();
+      ++step_;
       loss_sum += loss.item<double>() * static_cast<double>(ls.size());
       loss_n += static_cast<int64_t>(ls.size());
     }
-    EpochLog log;
-    log.epoch = epoch;
-    log.train_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    log.train_loss = loss_sum / std::max<int64_t>(1, loss_n);
-    bool improved = true;
-    if (!valid.empty()) {
-      EvalResult v = evaluate(r, data, kv, Split::kValid);
-      log.valid_map5 = v.mean.map_at(5);
-      log.valid_ndcg5 = v.mean.ndcg_at(5);
-      improved = log.valid_map5 > r.best_valid_map5;
-    }
-    log.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    r.history.push_back(log);
-    log_info("rerank {} seed {} epoch {}: loss {:.4f}, valid MAP@5 {:.4f} NDCG@5 {:.4f} ({:.1f} s){}", r.shape.model,
-             cfg.seed, epoch, log.train_loss, log.valid_map5, log.valid_ndcg5, log.seconds, improved ? " *" : "");
-    if (improved) {
-      best = snapshot(*m);
-      r.best_epoch = epoch;
-      r.best_valid_map5 = log.valid_map5;
-      bad_epochs = 0;
-    } else if (++bad_epochs >= cfg.patience) {
-      break;
-    }
+    return loss_sum / std::max<int64_t>(1, loss_n);
   }
-  restore(*m, best);
-  m->eval();
+
+ private:
+  // Binary cross-entropy of the logits of lists `ls` against their labels.
+  at::Tensor batch_loss(const std::vector<int64_t>& ls) {
+    RerankerModel m = r_.model;
+    Batch b = make_batch(data_, ls);
+    at::Tensor items = b.items.to(dev_);
+    at::Tensor uf, itf;
+    // Each distinct user and item of the batch goes through the adapter once (a list's user is on
+    // all its lists, popular items on many): the same values and gradients as one row per slot.
+    auto adapt_distinct = [](const at::Tensor& ids, const at::Tensor& vectors, auto&& adapt) {
+      auto [distinct, inverse, counts] = at::_unique2(ids, /*sorted=*/false, /*return_inverse=*/true, false);
+      return adapt(vectors.index_select(0, distinct)).index_select(0, inverse.flatten());
+    };
+    at::Tensor logits;
+    {
+      MixedPrecision mixed(cfg_.dtype, dev_);
+      if (r_.shape.user_dim > 0)
+        uf = adapt_distinct(b.users.to(dev_), user_vec_, [&](const at::Tensor& x) { return m->adapt_users(x); });
+      if (r_.shape.item_dim > 0)
+        itf = adapt_distinct(items.flatten(), item_vec_, [&](const at::Tensor& x) { return m->adapt_items(x); })
+                  .view({items.size(0), items.size(1), -1});
+      logits = m->forward(items, b.attrs.to(dev_), uf, itf).to(at::kFloat);
+    }
+    return at::binary_cross_entropy_with_logits(logits, b.labels.to(dev_));
+  }
+
+  Reranker& r_;
+  const PreparedData& data_;
+  const RerankTrainConfig& cfg_;
+  const torch::Device dev_;
+  const std::vector<int64_t> train_;  // indices into data.lists
+  at::Tensor user_vec_, item_vec_;    // knowledge vectors on the device (undefined: not used)
+  std::unique_ptr<torch::optim::AdamW> opt_;
+  std::mt19937_64 rng_;
+  int64_t step_ = 0, total_steps_ = 1;
+};
+
+struct Validation {
+  double map5 = 0, ndcg5 = 0;
+};
+
+// MAP@5 and NDCG@5 of `r` on the validation lists.
+Validation validate(const Reranker& r, const PreparedData& data, const KnowledgeVectors& kv) {
+  EvalResult v = evaluate(r, data, kv, Split::kValid);
+  return {v.mean.map_at(5), v.mean.ndcg_at(5)};
 }
 
-Reranker train_reranker(const PreparedData& data, const KnowledgeVectors& kv, const RerankConfig& config) {
+void log_epoch(const Reranker& r, int64_t seed, const EpochLog& log, bool best) {
+  log_info("rerank {} seed {} epoch {}: loss {:.4f}, valid MAP@5 {:.4f} NDCG@5 {:.4f} ({:.1f} s){}", r.shape.model,
+           seed, log.epoch, log.train_loss, log.valid_map5, log.valid_ndcg5, log.seconds, best ? " *" : "");
+}
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+}  // namespace
+
+void fit(Reranker& r, const PreparedData& data, const KnowledgeVectors& kv, const RerankTrainConfig& cfg) {
+  ScopedThreads threads(pass_threads(r));
+  const bool has_valid = !lists_of_split(data, Split::kValid).empty();
+  if (!has_valid) log_warn("rerank: no validation lists; keeping the last epoch (no early stopping)");
+  TrainingPasses passes(r, data, kv, cfg);
+  EarlyStopping stopping(*r.model, cfg.patience);
+  r.best_valid_map5 = -1;
+  for (int epoch = 1; epoch <= cfg.epochs; ++epoch) {
+    const auto t0 = std::chrono::steady_clock::now();
+    EpochLog log;
+    log.epoch = epoch;
+    log.train_loss = passes.epoch();
+    log.train_seconds = seconds_since(t0);
+    std::optional<double> score;
+    if (has_valid) {
+      const Validation v = validate(r, data, kv);
+      log.valid_map5 = v.map5;
+      log.valid_ndcg5 = v.ndcg5;
+      score = v.map5;
+    }
+    const bool best = stopping.after_epoch(epoch, score, *r.model);
+    log.seconds = seconds_since(t0);
+    r.history.push_back(log);
+    log_epoch(r, cfg.seed, log, best);
+    if (best) {
+      r.best_epoch = epoch;
+      r.best_valid_map5 = log.valid_map5;
+    }
+    if (stopping.should_stop()) break;
+  }
+  stopping.restore_best(*r.model);
+  r.model->eval();
+}
+
+Reranker train_reranker(const PreparedData& data, const KnowledgeVectors& kv, const RerankTrainConfig& config) {
   Reranker r = make_reranker(data, kv, config);
   fit(r, data, kv, config);
   return r;
@@ -433,23 +409,18 @@ std::vector<std::vector<float>> score_lists(const Reranker& r, const PreparedDat
   if (lists.empty()) return {};
   c10::InferenceMode guard;
   EvalModeGuard mode(r.model);
-  RerankerModel m = r.model;
   const torch::Device dev(r.device);
   at::Tensor user_feat;
   if (r.shape.user_dim > 0) {
-    auto adapt = [&](const at::Tensor& x) {
-      MixedPrecision mixed(r.dtype, dev);
-      return m->adapt_users(x).to(at::kFloat);
-    };
     if (user_override.defined()) {
       RLRF_CHECK(user_override.dim() == 2 && user_override.size(0) == static_cast<int64_t>(lists.size()) &&
                      user_override.size(1) == r.shape.user_dim,
                  "score_lists: user_override expected [{}, {}], got {}", lists.size(), r.shape.user_dim,
                  user_override.sizes());
-      user_feat = adapt_chunked(rows_to(user_override, dev), 8192, adapt);
+      user_feat = adapted_features(r, user_override, Tower::kUser);
     } else {
       RLRF_CHECK(kv.user.defined(), "rerank: the model uses user knowledge but no user vectors were given");
-      at::Tensor all = adapt_chunked(rows_to(kv.user, dev), 8192, adapt);  // [n_users, out]
+      at::Tensor all = adapted_features(r, kv.user, Tower::kUser);  // [n_users, out]
       std::vector<int64_t> users(lists.size());
       for (size_t i = 0; i < lists.size(); ++i) users[i] = data.lists[lists[i]].user;
       user_feat = all.index_select(0, at::tensor(users, at::kLong).to(dev));
@@ -530,13 +501,8 @@ std::vector<std::vector<float>> candidate_list_scores(const Reranker& r, const P
   {
     c10::InferenceMode guard;
     EvalModeGuard mode(r.model);
-    RerankerModel m = r.model;
     const torch::Device dev(r.device);
-    at::Tensor cand_feat = adapt_chunked(rows_to(candidate_vectors, dev), 8192,
-                                         [&](const at::Tensor& x) {
-                                           MixedPrecision mixed(r.dtype, dev);
-                                           return m->adapt_users(x).to(at::kFloat);
-                                         });  // [C, out]
+    at::Tensor cand_feat = adapted_features(r, candidate_vectors, Tower::kUser);  // [C, out]
     at::Tensor pair_feat = cand_feat.index_select(0, at::tensor(pair_cand, at::kLong).to(dev));  // [pairs, out]
     scores = score_core(r, data, kv, pair_list, pair_feat);
   }

@@ -3,7 +3,7 @@
 //
 //   RerankConfig cfg;  cfg.read(config_file.section("rerank"));
 //   KnowledgeVectors kv = build_knowledge_vectors(data, source);       // rerank/knowledge_vectors.h
-//   Reranker r = train_reranker(data, kv, cfg);                        // early stops on VALIDATION MAP@5
+//   Reranker r = train_reranker(data, kv, cfg.train);                  // early stops on VALIDATION MAP@5
 //   EvalResult test = evaluate(r, data, kv, Split::kTest);             // means + per-list + per-user
 //   std::vector<double> rw = knowledge_rewards(r, data, kv, users, candidate_vectors, {"ndcg", 5});
 //
@@ -25,8 +25,9 @@ namespace rlrf {
 
 class ConfigSection;
 
-// [rerank] in the TOML config. Keys are the field names.
-struct RerankConfig {
+// What training one reranker needs: the model, the optimisation, where it runs. Read from [rerank]
+// (RerankConfig::read), keys are the field names.
+struct RerankTrainConfig {
   std::string model = "dlcm";   // dlcm | prm
   int epochs = 20;              // upper bound; early stopping usually ends sooner (paper: 50)
   int batch = 64;               // lists per step
@@ -44,11 +45,8 @@ struct RerankConfig {
   // Intra-op threads of one training or scoring pass; 0: one on CPU (the reranker's ops take
   // microseconds, and threads that wait for each other after every op cost more than they give:
   // DLCM trains 4x faster on one thread than on two here). Use the cores by running trainings side
-  // by side instead (`jobs`).
+  // by side instead (RerankConfig::jobs).
   int threads = 0;
-  // Trainings run side by side by `rlrf rerank` and the RLRF loop's evaluation; 0: one per core on
-  // CPU, one at a time on CUDA. Results do not depend on it.
-  int jobs = 0;
   // Matmul precision of training and scoring: fp32, or bf16 (mixed precision: weights, gradients,
   // the optimizer and all statistics stay fp32). bf16 runs the knowledge adapter's matmuls ~2.5x
   // faster on CPUs with AVX512-BF16 and on GPUs; metrics move by about the seed noise.
@@ -58,7 +56,20 @@ struct RerankConfig {
   // KAR). Encoders differ in scale (GloVe means are ~10x smaller than BERT's), and PRM adds a
   // position table of amplitude 1 to the adapter output, so unscaled small vectors learn slowly.
   std::string knowledge_norm = "standardize";
-  // Used by `rlrf rerank` (not by train_reranker):
+  // Reads the keys above from `s`; the caller checks for keys nobody reads, then calls validate.
+  void read_keys(const ConfigSection& s);
+  // Throws Error naming `where` and the key when a value is out of range.
+  void validate(const std::string& where) const;
+};
+
+// [rerank] in the TOML config: the trainer's settings, and how `rlrf rerank` and the RLRF loop's
+// evaluation run their trainings. Keys are the field names (those of `train` at the top level).
+struct RerankConfig {
+  RerankTrainConfig train;
+  // Trainings run side by side by `rlrf rerank` and the RLRF loop's evaluation; 0: one per core on
+  // CPU, one at a time on CUDA. Results do not depend on it.
+  int jobs = 0;
+  // Used by `rlrf rerank` only:
   std::vector<int> seeds = {1, 2, 3};  // one training per seed; tables show mean +- std
   std::string knowledge = "profile";   // user knowledge: none | profile | file:PATH
   std::string item_knowledge = "metadata";  // metadata | file:PATH (KAR JSON) | none
@@ -87,23 +98,25 @@ struct Reranker {
   RerankerModel model{nullptr};
   std::string device = "cpu";
   int eval_batch = 1024;
-  int threads = 0;              // intra-op threads (RerankConfig::threads)
-  std::string dtype = "fp32";   // matmul precision (RerankConfig::dtype)
+  int threads = 0;              // intra-op threads (RerankTrainConfig::threads)
+  std::string dtype = "fp32";   // matmul precision (RerankTrainConfig::dtype)
   int best_epoch = 0;           // epoch whose weights are kept (0: untrained)
   double best_valid_map5 = 0;
   std::vector<EpochLog> history;
 };
 
 // The model shape that `data`, `kv` and `config` call for.
-RerankerShape reranker_shape(const PreparedData& data, const KnowledgeVectors& kv, const RerankConfig& config);
+RerankerShape reranker_shape(const PreparedData& data, const KnowledgeVectors& kv, const RerankTrainConfig& config);
 // A freshly initialised model (seeded by config.seed).
-Reranker make_reranker(const PreparedData& data, const KnowledgeVectors& kv, const RerankConfig& config);
+Reranker make_reranker(const PreparedData& data, const KnowledgeVectors& kv, const RerankTrainConfig& config);
 
 // Trains on the train-split lists; after each epoch evaluates MAP@5 on the validation lists and keeps
 // the best weights (test lists are never looked at). Without validation lists it keeps the last epoch.
-Reranker train_reranker(const PreparedData& data, const KnowledgeVectors& kv, const RerankConfig& config);
-// Continues training `r` (used by train_reranker; exposed for tests and the RLRF loop).
-void fit(Reranker& r, const PreparedData& data, const KnowledgeVectors& kv, const RerankConfig& config);
+Reranker train_reranker(const PreparedData& data, const KnowledgeVectors& kv, const RerankTrainConfig& config);
+// Continues training `r` (used by train_reranker; exposed for tests and the RLRF loop): epochs of
+// shuffled batches at a cosine learning rate (rerank/optimizer.h), each followed by validation, with
+// early stopping (rerank/early_stopping.h); `r` ends with the best epoch's weights, in eval mode.
+void fit(Reranker& r, const PreparedData& data, const KnowledgeVectors& kv, const RerankTrainConfig& config);
 
 // How many trainings of `config` to run side by side (RerankConfig::jobs resolved).
 int rerank_jobs(const RerankConfig& config);

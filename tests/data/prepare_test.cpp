@@ -106,6 +106,27 @@ TEST(Prepare, TiesInTimeKeepFileOrder) {
   EXPECT_EQ(p.sequences[0].prefix_len, 4);
 }
 
+// The one rule for what list building may know of a user: all of a training user's items, only the
+// prompt prefix of a validation or test user.
+TEST(Prepare, KnownItemsAreATrainingUsersAllAndAnEvaluationUsersPrefix) {
+  UserSequence s;
+  s.user = 3;
+  s.items = {7, 2, 9, 4, 1};
+  s.prefix_len = 2;
+  s.split = Split::kTrain;
+  auto known = [&] { return std::vector<int32_t>(known_items(s).begin(), known_items(s).end()); };
+  EXPECT_EQ(known(), (std::vector<int32_t>{7, 2, 9, 4, 1}));
+  s.split = Split::kValid;
+  EXPECT_EQ(known(), (std::vector<int32_t>{7, 2}));
+  s.split = Split::kTest;
+  EXPECT_EQ(known(), (std::vector<int32_t>{7, 2}));
+  s.prefix_len = 0;
+  EXPECT_TRUE(known_items(s).empty());
+  s.items.clear();
+  s.split = Split::kTrain;
+  EXPECT_TRUE(known_items(s).empty());
+}
+
 TEST(Prepare, SplitsAreSeededDisjointAndValidComesFromTrain) {
   REQUIRE_ML100K();
   PreparedData p = prepare(ml100k(), PrepareConfig{});

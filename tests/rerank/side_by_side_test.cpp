@@ -54,7 +54,7 @@ constexpr int kSteps = 3000;
 TEST(SideBySide, Bf16TrainingsOfManyShapesScheduledAsTheEvaluationDoesFinish) {
   init_threads();
   RerankConfig config;
-  config.dtype = "bf16";
+  config.train.dtype = "bf16";
   config.jobs = 2;
   std::vector<std::string> results(4);
   run_trainings(4, config, [](int64_t i) { return bf16_many_shapes(i, kSteps); },

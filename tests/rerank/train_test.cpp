@@ -18,8 +18,8 @@ using namespace rlrf;
 
 namespace {
 
-RerankConfig small_config(const std::string& model, int epochs) {
-  RerankConfig c;
+RerankTrainConfig small_config(const std::string& model, int epochs) {
+  RerankTrainConfig c;
   c.model = model;
   c.epochs = epochs;
   c.patience = epochs;
@@ -47,7 +47,7 @@ class PlantedSignal : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(PlantedSignal, KnowledgeBeatsNoKnowledge) {
   const auto& p = planted();
-  RerankConfig cfg = small_config(GetParam(), 12);  // no early stop: PRM leaves a plateau after ~7 epochs
+  RerankTrainConfig cfg = small_config(GetParam(), 12);  // no early stop: PRM leaves a plateau after ~7 epochs
   Reranker with = train_reranker(p.data, p.kv, cfg);
   cfg.patience = 3;
   Reranker without = train_reranker(p.data, KnowledgeVectors{}, cfg);
@@ -71,7 +71,7 @@ INSTANTIATE_TEST_SUITE_P(Rerank, PlantedSignal, ::testing::Values("dlcm", "prm")
 
 TEST(RerankTrain, SameSeedSameNumbersAndTestListsUnused) {
   const auto& p = planted();
-  RerankConfig cfg = small_config("dlcm", 2);
+  RerankTrainConfig cfg = small_config("dlcm", 2);
   Reranker a = train_reranker(p.data, p.kv, cfg);
   // Flip every test label: training must not change at all (selection uses validation lists only).
   test::Planted flipped = p;
@@ -213,14 +213,14 @@ TEST(RerankConfigTest, ReadsKeysAndRejectsUnknown) {
       "[rerank]\nmodel = \"prm\"\nepochs = 7\nbatch = 32\nlr = 0.002\nseeds = [4, 5]\nknowledge = \"none\"\n", "t.toml");
   RerankConfig c;
   c.read(f.section("rerank"));
-  EXPECT_EQ(c.model, "prm");
-  EXPECT_EQ(c.epochs, 7);
-  EXPECT_EQ(c.batch, 32);
-  EXPECT_DOUBLE_EQ(c.lr, 0.002);
+  EXPECT_EQ(c.train.model, "prm");
+  EXPECT_EQ(c.train.epochs, 7);
+  EXPECT_EQ(c.train.batch, 32);
+  EXPECT_DOUBLE_EQ(c.train.lr, 0.002);
   EXPECT_EQ(c.seeds, (std::vector<int>{4, 5}));
   EXPECT_EQ(c.knowledge, "none");
-  EXPECT_EQ(c.shared_experts, 2);
-  EXPECT_EQ(c.specific_experts, 5);
+  EXPECT_EQ(c.train.shared_experts, 2);
+  EXPECT_EQ(c.train.specific_experts, 5);
   RerankConfig d;
   EXPECT_THROW(d.read(ConfigFile::parse("[rerank]\nepoch = 3\n", "t.toml").section("rerank")), Error);
   EXPECT_THROW(d.read(ConfigFile::parse("[rerank]\nmodel = \"gru\"\n", "t.toml").section("rerank")), Error);
@@ -230,16 +230,16 @@ TEST(RerankConfigTest, ReadsKeysAndRejectsUnknown) {
 // those of trainings run one at a time, whatever the interleaving.
 TEST(RerankTrain, SideBySideTrainingsEqualOneAtATime) {
   const auto& p = planted();
-  std::vector<RerankConfig> configs;
+  std::vector<RerankTrainConfig> configs;
   for (const char* model : {"dlcm", "prm"}) {
     for (int64_t seed : {1, 2}) {
-      RerankConfig c = small_config(model, 2);
+      RerankTrainConfig c = small_config(model, 2);
       c.seed = seed;
       configs.push_back(c);
     }
   }
   std::vector<double> alone, together(configs.size());
-  for (const RerankConfig& c : configs) alone.push_back(evaluate(train_reranker(p.data, p.kv, c), p.data, p.kv, Split::kTest).mean.map_at(5));
+  for (const RerankTrainConfig& c : configs) alone.push_back(evaluate(train_reranker(p.data, p.kv, c), p.data, p.kv, Split::kTest).mean.map_at(5));
   run_parallel(static_cast<int64_t>(configs.size()), 2, [&](int64_t i) {
     together[static_cast<size_t>(i)] = evaluate(train_reranker(p.data, p.kv, configs[static_cast<size_t>(i)]), p.data, p.kv, Split::kTest).mean.map_at(5);
   });
@@ -252,7 +252,7 @@ TEST(RerankTrain, SideBySideTrainingsEqualOneAtATime) {
 // planted signal, and score within bf16 rounding of the fp32 pass on the same weights.
 TEST(RerankTrain, MixedPrecisionLearnsAndScoresCloseToFp32) {
   const auto& p = planted();
-  RerankConfig c = small_config("dlcm", 6);
+  RerankTrainConfig c = small_config("dlcm", 6);
   c.dtype = "bf16";
   Reranker r = train_reranker(p.data, p.kv, c);
   EvalResult mixed = evaluate(r, p.data, p.kv, Split::kTest);
