@@ -59,7 +59,7 @@ class Reader : public ByteReader {
     } else {
       const uint64_t n = count(sizeof(T), what);
       v.resize(n);
-      std::memcpy(v.data(), bytes(n * sizeof(T), what).data(), n * sizeof(T));
+      if (n > 0) std::memcpy(v.data(), bytes(n * sizeof(T), what).data(), n * sizeof(T));
     }
     return v;
   }

@@ -541,7 +541,7 @@ GgufFile read_gguf(const fs::path& path) {
                "'{}': tensor '{}' ({} bytes at {}) runs past the end of the file ({} bytes)", path.string(), t.name, bytes,
                t.offset, data.size());
     t.data = at::empty(shape, t.ggml_type == kGgmlF16 ? at::kHalf : at::kFloat);
-    std::memcpy(t.data.data_ptr(), data.data() + start + t.offset, bytes);
+    if (bytes > 0) std::memcpy(t.data.data_ptr(), data.data() + start + t.offset, bytes);
   }
   return f;
 }

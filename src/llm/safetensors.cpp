@@ -226,7 +226,7 @@ at::Tensor SafetensorsFile::tensor(std::string_view name) const {
   if (reinterpret_cast<uintptr_t>(p) % static_cast<uintptr_t>(esize) != 0) {
     // Misaligned data (a header length that is not a multiple of 8): copy instead of viewing.
     at::Tensor out = at::empty(t.shape, options);
-    std::memcpy(out.data_ptr(), p, t.end - t.begin);
+    if (t.end > t.begin) std::memcpy(out.data_ptr(), p, t.end - t.begin);
     return out;
   }
   std::shared_ptr<Mapping> keep = impl_->mapping;

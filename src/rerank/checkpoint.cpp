@@ -237,7 +237,7 @@ Reranker load_reranker(const std::filesystem::path& path, const std::string& dev
     const size_t nbytes = static_cast<size_t>(dst.numel()) * dst.element_size();
     std::string raw = rd.bytes(nbytes);
     at::Tensor src = at::empty(dst.sizes(), dst.options().device(at::kCPU));
-    std::memcpy(src.data_ptr(), raw.data(), nbytes);
+    if (nbytes > 0) std::memcpy(src.data_ptr(), raw.data(), nbytes);
     dst.copy_(src);
   }
   RLRF_CHECK(rd.pos == buf.size(), "{}: {} trailing bytes after the last tensor", path.string(), buf.size() - rd.pos);
