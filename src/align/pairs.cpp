@@ -36,6 +36,30 @@ PairSelection select_pairs(const std::vector<RewardedResponse>& rewarded, double
   return out;
 }
 
+std::vector<PairText> pair_texts(const std::vector<SelectedPair>& pairs, const ResponseTexts& texts, const PreparedData& data,
+                                 const std::function<UserPrompt(int32_t user)>& prompt_of) {
+  auto text_of = [&](int32_t user, int sample) -> const std::string& {
+    auto it = texts.find({user, sample});
+    RLRF_CHECK(it != texts.end(), "pair_texts: no response text for user {} sample {}", user, sample);
+    return it->second;
+  };
+  std::vector<PairText> out;
+  out.reserve(pairs.size());
+  for (const SelectedPair& p : pairs) {
+    const UserPrompt prompt = prompt_of(p.user);
+    PairText t;
+    t.user_id = data.dataset.users[static_cast<size_t>(p.user)].raw_id;
+    t.system = prompt.system;
+    t.prompt = prompt.user;
+    t.chosen = text_of(p.user, p.chosen_sample);
+    t.rejected = text_of(p.user, p.rejected_sample);
+    t.chosen_reward = p.chosen_reward;
+    t.rejected_reward = p.rejected_reward;
+    out.push_back(std::move(t));
+  }
+  return out;
+}
+
 void export_trl_jsonl(const std::vector<PairText>& pairs, const std::filesystem::path& path) {
   std::string out;
   for (const PairText& p : pairs) {

@@ -5,8 +5,13 @@
 #pragma once
 #include <cstdint>
 #include <filesystem>
+#include <functional>
+#include <map>
 #include <string>
+#include <utility>
 #include <vector>
+
+#include "knowledge/prompts.h"
 
 namespace rlrf {
 
@@ -44,6 +49,13 @@ struct PairText {
   // token, or sample a segmentation the tokenizer would not choose).
   std::vector<int32_t> prompt_ids, chosen_ids, rejected_ids;
 };
+
+// The texts of the selected pairs, in their order: each user's raw id and prompt (`prompt_of`: its
+// system line and user message), the chosen and rejected responses' texts (`texts` by user and
+// sample) and rewards. The pairs stage of a run and `rlrf reward` export these.
+using ResponseTexts = std::map<std::pair<int32_t, int>, std::string>;
+std::vector<PairText> pair_texts(const std::vector<SelectedPair>& pairs, const ResponseTexts& texts, const PreparedData& data,
+                                 const std::function<UserPrompt(int32_t user)>& prompt_of);
 
 // TRL's conversational preference format, one JSON object per line:
 // {"prompt": [{"role":"system",...},{"role":"user",...}], "chosen": [{"role":"assistant",...}],

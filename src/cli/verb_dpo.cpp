@@ -3,6 +3,7 @@
 // With a LLaMA-Factory YAML as --config (what `[dpo] backend = "command"` writes) it is an external
 // trainer for `rlrf run`: model, pairs, output directory and settings all come from the YAML.
 #include <CLI/CLI.hpp>
+#include <fmt/format.h>
 
 #include <algorithm>
 
@@ -39,16 +40,18 @@ std::string dataset_of_file(const std::filesystem::path& file) {
 }
 
 int run(int argc, char** argv) {
-  CLI::App app{"DPO on preference pairs: TRL JSONL (prompt/chosen/rejected as strings or message lists; the prompt may be\n"
-               "implicit) or a LLaMA-Factory ranking dataset (a directory with dataset_info.json, or its .json file).\n"
-               "Settings from [dpo] of a TOML --config (defaults: the paper's beta 0.01, lr 5e-5, batch 2 x accumulation 8,\n"
-               "3 epochs, LoRA), or from a LLaMA-Factory DPO YAML --config (what `rlrf run` writes with [dpo] backend =\n"
-               "\"command\"), which also names the model, the dataset and the output directory; the adapter then goes to the\n"
-               "output directory itself, as LLaMA-Factory leaves it.\n\n"
-               "examples:\n"
-               "  rlrf dpo --model ../shared/models/tinystories-656k --pairs runs/demo/pairs/round0.trl.jsonl "
-               "--out runs/dpo-test --set dpo.epochs=1\n"
-               "  rlrf dpo --config runs/demo/dpo-command/round1/train.yaml",
+  const rlrf::DpoConfig defaults;
+  CLI::App app{fmt::format("DPO on preference pairs: TRL JSONL (prompt/chosen/rejected as strings or message lists; the prompt may be\n"
+                           "implicit) or a LLaMA-Factory ranking dataset (a directory with dataset_info.json, or its .json file).\n"
+                           "Settings from [dpo] of a TOML --config (defaults: the paper's beta {}, lr {}, batch {} x accumulation {},\n"
+                           "{} epochs, {}), or from a LLaMA-Factory DPO YAML --config (what `rlrf run` writes with [dpo] backend =\n"
+                           "\"command\"), which also names the model, the dataset and the output directory; the adapter then goes to the\n"
+                           "output directory itself, as LLaMA-Factory leaves it.\n\n"
+                           "examples:\n"
+                           "  rlrf dpo --model ../shared/models/tinystories-656k --pairs runs/demo/pairs/round0.trl.jsonl "
+                           "--out runs/dpo-test --set dpo.epochs=1\n"
+                           "  rlrf dpo --config runs/demo/dpo-command/round1/train.yaml",
+                           defaults.beta, defaults.lr, defaults.batch_size, defaults.grad_accum, defaults.epochs, defaults.finetune),
                "rlrf dpo"};
   std::string model_dir, pairs_path, out_dir, config_path, dtype, device = "auto", chat = "";
   std::vector<std::string> sets;
@@ -59,7 +62,7 @@ int run(int argc, char** argv) {
   app.add_option("--out", out_dir, "output directory: adapter/ (PEFT) or a full model (default: the YAML's output_dir)");
   app.add_option("--config", config_path, "TOML with a [dpo] section, or a LLaMA-Factory DPO YAML (.yaml/.yml)");
   app.add_option("--set", sets, "override with a TOML config: dpo.key=value (repeatable)");
-  app.add_option("--dtype", dtype, "fp32 | bf16 (default: [dpo] dtype, else fp32)");
+  app.add_option("--dtype", dtype, "fp32 | bf16 (default: [dpo] dtype, else the policy's as loaded: fp32)");
   app.add_option("--device", device, "auto | cpu | cuda");
   app.add_option("--chat-template", chat, "llama3 | llama3.1 | chatml | none (default: the YAML's, else the tokenizer's)");
   app.add_option("--max-response-tokens", max_new, "cut answers to this many tokens (0: no cut; default: the YAML's, else 0)");

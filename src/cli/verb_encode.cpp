@@ -15,6 +15,7 @@
 #include "encode/bert_encoder.h"
 #include "encode/encode_cache.h"
 #include "encode/encoder.h"
+#include "rerank/knowledge_vectors.h"
 #include "util/error.h"
 #include "util/files.h"
 #include "util/log.h"
@@ -64,7 +65,7 @@ int run(int argc, char** argv) {
   rlrf::BertEncoderOptions o;
   int threads = 0;
   app.add_option("--model", model, "BERT-family model directory (config.json, model.safetensors, tokenizer.json)");
-  app.add_option("--encoder", encoder_name, "another encoder instead: glove | hash | bert:DIR?... (default glove)");
+  app.add_option("--encoder", encoder_name, fmt::format("another encoder instead: glove | hash | bert:DIR?... (default {})", rlrf::KnowledgeConfig{}.encoder));
   app.add_option("--text", texts, "a text to encode (repeatable)");
   app.add_option("--input", input, "JSON lines, each {\"text\": ...} (other fields kept) or a string; - reads stdin");
   app.add_option("--output", output, "write the JSON lines here instead of stdout");

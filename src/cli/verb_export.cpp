@@ -1,6 +1,7 @@
 // `rlrf export`: a run's round-r policy (or a model directory) as a merged Hugging Face checkpoint,
 // one folded PEFT adapter, or a GGUF file for llama.cpp (pipeline/export.h).
 #include <CLI/CLI.hpp>
+#include <fmt/format.h>
 
 #include <cstdio>
 
@@ -28,14 +29,14 @@ int run(int argc, char** argv) {
   app.add_option("--model", model_dir, "instead of --run: a model directory in Hugging Face layout (hf or gguf)");
   app.add_option("--format", format, "hf | peft | gguf")->capture_default_str();
   app.add_option("--output", output, "directory (hf, peft; gguf: one named <round|model>-<f32|f16>.gguf) or a .gguf file")->required();
-  app.add_option("--dtype", dtype, "stored dtype: hf fp32|bf16|fp16, peft fp32|bf16, gguf fp32|fp16 (default fp32)");
+  app.add_option("--dtype", dtype, fmt::format("stored dtype: hf fp32|bf16|fp16, peft fp32|bf16, gguf fp32|fp16 (default {})", rlrf::ExportOptions{}.dtype));
   app.add_option("--name", name, "gguf: general.name (default: the file's stem)");
   CLI11_PARSE(app, argc, argv);
   RLRF_CHECK(run_dir.empty() != model_dir.empty(), "give one of --run DIR (a run's policy) or --model DIR (a model directory)");
   RLRF_CHECK(model_dir.empty() || round < 0, "--round goes with --run, not --model");
   rlrf::ExportOptions options;
   options.format = rlrf::parse_export_format(format);
-  options.dtype = dtype.empty() ? "fp32" : dtype;
+  if (!dtype.empty()) options.dtype = dtype;
   options.name = name;
   rlrf::ExportResult res;
   if (!run_dir.empty()) {

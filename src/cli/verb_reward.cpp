@@ -13,7 +13,9 @@
 #include "encode/encoder.h"
 #include "knowledge/knowledge.h"
 #include "knowledge/prompts.h"
+#include "pipeline/run_config.h"
 #include "rerank/checkpoint.h"
+#include "rerank/knowledge_vectors.h"
 #include "util/config.h"
 #include "util/error.h"
 #include "util/files.h"
@@ -39,18 +41,24 @@ int run(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
   rlrf::ConfigFile file = config_path.empty() ? rlrf::ConfigFile::parse("", "(defaults)") : rlrf::ConfigFile::load(config_path);
   for (const std::string& s : sets) file.set(s);
+  // Each section as `rlrf run` reads it, with the same checks.
   rlrf::RewardConfig reward;
-  reward.read(file.section("reward"));
-  rlrf::RerankConfig rerank;
-  rerank.read(file.section("rerank"));
+  const rlrf::ConfigSection reward_section = file.section("reward");
+  reward.read(reward_section);
+  reward_section.check_no_unknown_keys();
+  RLRF_CHECK(!reward_section.has("folds") || reward.folds == 1,
+             "{}: folds = {}: `rlrf reward` trains one reward model on every training user (in-sample rewards); "
+             "cross-fitted rewards are `rlrf run`'s (remove the key or set folds = 1)",
+             reward_section.where(), reward.folds);
+  const rlrf::RerankConfig rerank = rlrf::read_rerank_section(file.section("rerank"));
   rlrf::PromptConfig prompt;
-  prompt.read(file.section("prompt"));
-  std::string encoder_name = "glove", item = "metadata";
-  bool user_history = true;
-  rlrf::ConfigSection ks = file.section("knowledge");
-  ks.read("encoder", encoder_name);
-  ks.read("item", item);
-  ks.read("user_history", user_history);
+  const rlrf::ConfigSection prompt_section = file.section("prompt");
+  prompt.read(prompt_section);
+  prompt_section.check_no_unknown_keys();
+  rlrf::KnowledgeConfig knowledge;
+  const rlrf::ConfigSection knowledge_section = file.section("knowledge");
+  knowledge.read(knowledge_section);
+  knowledge_section.check_no_unknown_keys();
 
   rlrf::PreparedData data = rlrf::load_prepared(prepared_path);
   std::vector<rlrf::UserResponse> all = rlrf::read_responses_jsonl(responses_path, data.dataset);
@@ -68,13 +76,14 @@ int run(int argc, char** argv) {
       }
   }
   std::filesystem::path out(out_dir);
-  std::unique_ptr<rlrf::TextEncoder> encoder = rlrf::make_encoder(encoder_name);
-  rlrf::RewardModel model = rlrf::train_reward_model(data, texts, reward, rerank.train, *encoder, out / "cache", user_history, item);
+  std::unique_ptr<rlrf::TextEncoder> encoder = rlrf::make_encoder(knowledge.encoder);
+  rlrf::RewardModel model =
+      rlrf::train_reward_model(data, texts, reward, rerank.train, *encoder, out / "cache", knowledge.user_history, knowledge.item);
   rlrf::save_reranker(model.reranker, out / "reward_model.rrk");
   std::vector<rlrf::UserResponse> train;
   for (const rlrf::UserResponse& r : all)
     if (data.sequences[static_cast<size_t>(r.user)].split == rlrf::Split::kTrain) train.push_back(r);
-  std::vector<double> rewards = rlrf::score_responses(model, data, train, reward, *encoder, out / "cache", user_history);
+  std::vector<double> rewards = rlrf::score_responses(model, data, train, reward, *encoder, out / "cache", knowledge.user_history);
   std::string rows;
   std::vector<rlrf::RewardedResponse> rewarded;
   for (size_t i = 0; i < train.size(); ++i) {
@@ -86,14 +95,10 @@ int run(int argc, char** argv) {
   }
   rlrf::write_file_atomic(out / "rewards.jsonl", rows);
   rlrf::PairSelection sel = rlrf::select_pairs(rewarded, reward.min_margin);
-  std::map<std::pair<int32_t, int>, const std::string*> text_of;
-  for (const rlrf::UserResponse& r : train) text_of[{r.user, r.sample}] = &r.text;
-  std::vector<rlrf::PairText> pairs;
-  for (const rlrf::SelectedPair& p : sel.pairs) {
-    rlrf::UserPrompt up = rlrf::build_user_prompt(data, p.user, prompt);
-    pairs.push_back({data.dataset.users[static_cast<size_t>(p.user)].raw_id, up.system, up.user, *text_of.at({p.user, p.chosen_sample}),
-                     *text_of.at({p.user, p.rejected_sample}), p.chosen_reward, p.rejected_reward});
-  }
+  rlrf::ResponseTexts texts_of;
+  for (const rlrf::UserResponse& r : train) texts_of[{r.user, r.sample}] = r.text;
+  const std::vector<rlrf::PairText> pairs =
+      rlrf::pair_texts(sel.pairs, texts_of, data, [&](int32_t u) { return rlrf::build_user_prompt(data, u, prompt); });
   rlrf::export_trl_jsonl(pairs, out / "pairs.trl.jsonl");
   rlrf::export_llamafactory(pairs, out, "rlrf_pairs");
   std::printf("%zu responses of %zu train users scored (%zu responses of other users ignored: test users never feed a reward)\n"

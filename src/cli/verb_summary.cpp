@@ -12,6 +12,7 @@
 
 #include "cli/verbs.h"
 #include "pipeline/experiment.h"
+#include "pipeline/report_docs.h"
 #include "pipeline/run_config.h"
 #include "util/config.h"
 #include "util/error.h"
@@ -42,17 +43,16 @@ std::map<int, RoundSummary> read_diagnostics(const fs::path& dir) {
     nlohmann::json d = nlohmann::json::parse(rlrf::read_file(f), nullptr, false);
     RLRF_CHECK(!d.is_discarded() && d.is_array(), "{}: not a diagnostics file (a JSON array per round)", f.string());
     if (files.size() > 1 && f == dir / "diagnostics.json") continue;
-    for (const nlohmann::json& row : d) {
-      RoundSummary& s = out[row.value("round", 0)];
-      for (const nlohmann::json& v : row.value("test_card_accuracy", nlohmann::json::array())) {
-        s.card_sum += v.get<double>();
+    for (const rlrf::RoundDiagnostics& row : d.get<std::vector<rlrf::RoundDiagnostics>>()) {
+      RoundSummary& s = out[row.round];
+      for (double v : row.test_card_accuracy) {
+        s.card_sum += v;
         ++s.card_users;
       }
-      const int64_t pairs = row.value("reward_card_pairs", int64_t{0});
-      s.concordance_pairs += pairs;
-      s.concordant += static_cast<int64_t>(std::llround(row.value("reward_card_concordance", 0.5) * static_cast<double>(pairs)));
-      if (row.contains("heldout_accuracy") && row.value("heldout_pairs", 0) > 0) {
-        s.heldout_sum += row.value("heldout_accuracy", 0.0);
+      s.concordance_pairs += row.reward_card_pairs;
+      s.concordant += static_cast<int64_t>(std::llround(row.reward_card_concordance * static_cast<double>(row.reward_card_pairs)));
+      if (row.heldout && row.heldout->pairs > 0) {
+        s.heldout_sum += row.heldout->accuracy;
         ++s.heldout_n;
       }
     }
@@ -97,11 +97,10 @@ int run(int argc, char** argv) {
     const rlrf::RowResult *kar = nullptr, *last = nullptr;
     for (const rlrf::RowResult& row : res.rows) {
       if (row.model != model) continue;
-      const bool is_kar = rlrf::starts_with(row.name, "KAR"), is_round = rlrf::starts_with(row.name, "RLRF4Rec round");
-      if (row.name.find(" (") != std::string::npos && !is_kar) continue;  // encoding variants
-      if (!is_kar && !is_round) continue;
-      if (is_kar && !kar) kar = &row;
-      if (is_round) last = &row;
+      const rlrf::RowLabel label = rlrf::row_label(row);
+      if (!label.is_llm() || label.encoding != rlrf::RowEncoding::kRun) continue;  // LLM rows, the run's encoding
+      if (label.kind == rlrf::RowKind::kKar && !kar) kar = &row;
+      if (label.kind == rlrf::RowKind::kRound) last = &row;
       ndcg.push_back(fmt::format("{:.4f}", rlrf::row_stat(row, "ndcg", 5).mean));
     }
     std::string diff = "-", users = "-", p = "-";

@@ -57,6 +57,7 @@ void LoraConfig::read(const ConfigSection& s) {
   int64_t seed_value = static_cast<int64_t>(seed);
   s.read("seed", seed_value);
   seed = static_cast<uint64_t>(seed_value);
+  s.check_no_unknown_keys();  // [dpo.lora] / [sft.lora]: their parents check only their own keys
 }
 
 std::vector<std::string> apply_lora(LlamaForCausalLM& model, const LoraConfig& config) {

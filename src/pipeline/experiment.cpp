@@ -57,6 +57,17 @@ static MeanStd mean_std(const std::vector<double>& v) {
   return out;
 }
 
+std::vector<GridTraining> add_training_grid(ExperimentResults& results, const std::vector<std::string>& knowledge_rows,
+                                            const std::vector<std::string>& models, const std::vector<int>& seeds) {
+  std::vector<GridTraining> grid;
+  for (size_t k = 0; k < knowledge_rows.size(); ++k)
+    for (const std::string& model : models) {
+      results.rows.push_back({knowledge_rows[k], model, std::vector<SeedResult>(seeds.size())});
+      for (size_t i = 0; i < seeds.size(); ++i) grid.push_back({results.rows.size() - 1, k, model, i, seeds[i]});
+    }
+  return grid;
+}
+
 MeanStd row_stat(const RowResult& row, const std::string& metric, int k) {
   RLRF_CHECK(metric == "map" || metric == "ndcg", "unknown metric '{}' (map, ndcg)", metric);
   std::vector<double> v;

@@ -42,6 +42,23 @@ struct ExperimentResults {
   const RowResult* find(const std::string& name, const std::string& model) const;
 };
 
+// One training of an experiment's grid: the reranker `model` with `seed`, on the knowledge row
+// `knowledge` (the caller's index), its result at results.rows[row].seeds[slot].
+struct GridTraining {
+  size_t row = 0;
+  size_t knowledge = 0;
+  std::string model;
+  size_t slot = 0;
+  int seed = 0;
+  bool operator==(const GridTraining&) const = default;
+};
+// The (knowledge row, model, seed) grid of a reranking experiment, the one layout of `rlrf run`'s
+// evaluation and `rlrf rerank`: appends one result row per knowledge row and model (knowledge rows
+// outer, then models, each with one empty SeedResult per seed) and returns one training per
+// (row, seed), in that order with seeds innermost.
+std::vector<GridTraining> add_training_grid(ExperimentResults& results, const std::vector<std::string>& knowledge_rows,
+                                            const std::vector<std::string>& models, const std::vector<int>& seeds);
+
 struct MeanStd {
   double mean = 0, std = 0;  // std: sample standard deviation over seeds (0 for one seed)
 };

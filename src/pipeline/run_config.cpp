@@ -1,7 +1,6 @@
 // The run configuration: every stage's struct read from its [section], with strict key checks.
 #include "pipeline/run_config.h"
 
-#include "encode/bert_encoder.h"
 #include "util/error.h"
 #include "util/files.h"
 
@@ -64,36 +63,6 @@ void GenerateConfig::read(const ConfigSection& s) {
   }
 }
 
-void KnowledgeConfig::read(const ConfigSection& s) {
-  s.read("encoder", encoder);
-  s.read("item", item);
-  s.read("user_history", user_history);
-  s.read("encoder_model", encoder_model);
-  s.read("pooling", pooling);
-  s.read("normalize", normalize);
-  s.read("max_length", max_length);
-  s.read("dtype", dtype);
-  s.read("batch_size", batch_size);
-  const bool bert_keys = s.has("encoder_model") || s.has("pooling") || s.has("normalize") || s.has("max_length") ||
-                         s.has("dtype") || s.has("batch_size");
-  if (encoder == "bert") {
-    RLRF_CHECK(!encoder_model.empty(), "{}: encoder = \"bert\" needs encoder_model = PATH (a Hugging Face BERT "
-               "directory: config.json, model.safetensors, tokenizer.json)", s.where());
-    BertEncoderOptions o;
-    o.model = expand_path(encoder_model);
-    o.pooling = pooling;
-    o.normalize = normalize;
-    o.max_length = max_length;
-    o.dtype = dtype;
-    o.batch_size = batch_size;
-    encoder = o.to_spec();
-    BertEncoderOptions::parse_spec(encoder);  // checks the settings now, naming the bad one
-  } else {
-    RLRF_CHECK(!bert_keys, "{}: encoder_model, pooling, normalize, max_length, dtype and batch_size are settings of "
-               "encoder = \"bert\" (encoder is \"{}\")", s.where(), encoder);
-  }
-}
-
 void EvalConfig::read(const ConfigSection& s) {
   s.read("models", models);
   s.read("seeds", seeds);
@@ -115,6 +84,27 @@ void EvalConfig::read(const ConfigSection& s) {
     RLRF_CHECK(setting == "kar" || setting == "popularity" || setting == "first-stage",
                "{}: also_settings: unknown setting \"{}\" (kar, popularity, first-stage)", s.where(), setting);
   RLRF_CHECK(!seeds.empty(), "{}: seeds must not be empty", s.where());
+}
+
+RerankConfig read_rerank_section(const ConfigSection& s, bool rerank_verb) {
+  if (!rerank_verb) {
+    s.refuse("knowledge", "[eval] profile_row, card_row, history_row (a run evaluates those rows; knowledge is a setting of "
+             "`rlrf rerank`)");
+    s.refuse("cache_dir", "nothing (a run caches encodings in its directory; cache_dir is a setting of `rlrf rerank`)");
+  }
+  RerankConfig c;
+  c.read(s);  // refuses the keys of other sections, checks the unknown keys
+  return c;
+}
+
+EvalConfig read_eval_seeds_and_models(const ConfigSection& s) {
+  for (const std::string& key : s.keys())
+    if (key != "seeds" && key != "models")
+      fail("{}: key '{}' is a setting of `rlrf run`; `rlrf rerank` reads seeds and models of [eval] only", s.where(), key);
+  EvalConfig c;
+  c.read(s);
+  s.check_no_unknown_keys();
+  return c;
 }
 
 RunConfig RunConfig::from_file(const ConfigFile& file) {
@@ -140,7 +130,7 @@ RunConfig RunConfig::from_file(const ConfigFile& file) {
   read("sft", c.sft);
   read("knowledge", c.knowledge);
   read("reward", c.reward);
-  read("rerank", c.rerank);
+  c.rerank = read_rerank_section(file.section("rerank"));
   read("dpo", c.dpo);
   read("eval", c.eval);
   for (const std::string& setting : c.eval.also_settings)
@@ -155,19 +145,6 @@ RunConfig RunConfig::from_file(const ConfigFile& file) {
 std::string RunConfig::sections_text(const std::vector<std::string>& names) const {
   std::string out;
   for (const std::string& n : names) out += "[" + n + "]\n" + file.section(n).canonical() + "\n";
-  return out;
-}
-
-std::filesystem::path expand_path(const std::string& path) {
-  std::string out = path;
-  auto replace = [&](const std::string& key, const std::filesystem::path& value) {
-    for (size_t pos = out.find(key); pos != std::string::npos; pos = out.find(key)) {
-      RLRF_CHECK(!value.empty(), "path '{}' uses {} but no such directory was found (set RLRF_SHARED)", path, key);
-      out.replace(pos, key.size(), value.string());
-    }
-  };
-  replace("{shared}", shared_dir());
-  replace("{deps}", deps_dir());
   return out;
 }
 

@@ -12,6 +12,7 @@
 #include "align/sft.h"
 #include "data/prepare.h"
 #include "knowledge/prompts.h"
+#include "rerank/knowledge_vectors.h"
 #include "rerank/reranker.h"
 #include "util/config.h"
 
@@ -75,21 +76,6 @@ struct GenerateConfig {
   void read(const ConfigSection& s);
 };
 
-struct KnowledgeConfig {
-  // glove | hash | bert (or any make_encoder name). With "bert", read() turns the keys below into
-  // the full encoder name "bert:PATH?..." (encode/bert_encoder.h), which every stage passes on.
-  std::string encoder = "glove";
-  std::string encoder_model;   // bert: a Hugging Face / sentence-transformers directory ({shared} allowed)
-  std::string pooling = "auto";  // bert: auto (sentence-transformers folder's, else mean) | mean | cls | max
-  bool normalize = false;        // bert: L2-normalise the pooled vectors
-  int max_length = 0;            // bert: tokens per text; 0: the model's limit (512 for BERT-base)
-  std::string dtype = "fp32";    // bert: fp32 | bf16
-  int batch_size = 64;           // bert: texts per forward pass
-  std::string item = "metadata";  // metadata | file:PATH (KAR item knowledge)
-  bool user_history = true;       // encode history + ". " + knowledge (KAR); false: knowledge alone
-  void read(const ConfigSection& s);
-};
-
 struct EvalConfig {
   std::vector<std::string> models = {"dlcm", "prm"};
   std::vector<int> seeds = {1, 2, 3};
@@ -137,10 +123,16 @@ struct RunConfig {
   std::string sections_text(const std::vector<std::string>& names) const;
 };
 
+// [rerank] as the run, `rlrf rerank` and `rlrf reward` read it: RerankConfig's training settings.
+// The keys whose home is another section are refused naming it (seeds: [eval] seeds,
+// item_knowledge: [knowledge] item, ...); `rerank_verb`: also `rlrf rerank`'s own knowledge and
+// cache_dir, which a run refuses (it evaluates the knowledge rows of [eval]).
+RerankConfig read_rerank_section(const ConfigSection& s, bool rerank_verb = false);
+// [eval] as `rlrf rerank` reads it: seeds and models, with the run's defaults and checks; the
+// run's other [eval] keys are refused.
+EvalConfig read_eval_seeds_and_models(const ConfigSection& s);
+
 // The demo configuration compiled into the program (configs/demo.toml).
 const std::string& embedded_demo_config();
-
-// Replaces {shared} and {deps} in a configured path.
-std::filesystem::path expand_path(const std::string& path);
 
 }  // namespace rlrf

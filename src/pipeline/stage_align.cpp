@@ -13,6 +13,7 @@
 #include "llm/checkpoint.h"
 #include "pipeline/dpo_command.h"
 #include "pipeline/export.h"
+#include "pipeline/report_docs.h"
 #include "pipeline/stages.h"
 #include "rerank/checkpoint.h"
 #include "rerank/knowledge_vectors.h"
@@ -170,7 +171,6 @@ void stage_reward(RunContext& ctx, int round) {
     log_info("{}: current", stage);
     return;
   }
-  const RunConfig& c = ctx.config;
   const RewardSchedule schedule = schedule_of(ctx);
   const int model_round = schedule.model_round(round);
   const bool train_new = schedule.new_model(round);
@@ -195,6 +195,12 @@ void stage_reward(RunContext& ctx, int round) {
   ctx.store->mark_stage_done(stage, fp);
 }
 
+static ResponseTexts response_texts(const RunContext& ctx, int round) {
+  ResponseTexts out;
+  for (StoredResponse& r : ctx.store->responses(round)) out[{r.user, r.sample}] = std::move(r.text);
+  return out;
+}
+
 PairSelection round_pair_selection(const RunContext& ctx, int round) {
   std::vector<RewardedResponse> rewarded;
   for (const StoredReward& r : ctx.store->rewards(reward_model_round(ctx, round), round))
@@ -210,32 +216,17 @@ static std::vector<SelectedPair> round_pairs(RunContext& ctx, int round, PairSel
 }
 
 void stage_pairs(RunContext& ctx, int round) {
-  const std::string stage = fmt::format("pairs/{}", round);
+  const std::string stage = PairsDoc::key(round);
   const std::string fp = fingerprint({"pairs", reward_fingerprint(ctx, round)});
   if (stage_current(ctx, stage, fp)) return;
   PairSelection sel;
   std::vector<SelectedPair> pairs = round_pairs(ctx, round, &sel);
-  std::map<std::pair<int32_t, int>, const StoredResponse*> by_key;
-  std::vector<StoredResponse> responses = ctx.store->responses(round);
-  for (const StoredResponse& r : responses) by_key[{r.user, r.sample}] = &r;
-  std::vector<PairText> texts;
-  for (const SelectedPair& p : pairs) {
-    PairText t;
-    t.user_id = ctx.data.dataset.users[static_cast<size_t>(p.user)].raw_id;
-    t.system = ctx.prompts[static_cast<size_t>(p.user)].system;
-    t.prompt = ctx.prompts[static_cast<size_t>(p.user)].user;
-    t.chosen = by_key.at({p.user, p.chosen_sample})->text;
-    t.rejected = by_key.at({p.user, p.rejected_sample})->text;
-    t.chosen_reward = p.chosen_reward;
-    t.rejected_reward = p.rejected_reward;
-    texts.push_back(std::move(t));
-  }
+  const std::vector<PairText> texts =
+      pair_texts(pairs, response_texts(ctx, round), ctx.data, [&](int32_t u) { return ctx.prompts[static_cast<size_t>(u)]; });
   std::filesystem::path dir = ctx.dir / "pairs";
   export_trl_jsonl(texts, dir / fmt::format("round{}.trl.jsonl", round));
   export_llamafactory(texts, dir, fmt::format("rlrf_round{}", round));
-  nlohmann::json stats = {{"pairs", pairs.size()}, {"users", sel.users}, {"ties_skipped", sel.ties_skipped},
-                          {"all_tied", sel.all_tied}, {"single_response", sel.single_response}};
-  ctx.store->put_doc(stage, stats.dump());
+  put_pairs_doc(*ctx.store, round, PairsDoc::of(sel));
   log_info("{}: {} pairs from {} users ({} skipped: {} with all rewards tied, {} more with best - worst <= min_margin {}); "
            "exported to {}", stage, pairs.size(), sel.users, sel.ties_skipped, sel.all_tied, sel.ties_skipped - sel.all_tied,
            ctx.config.reward.min_margin, dir.string());
@@ -246,7 +237,7 @@ void stage_pairs(RunContext& ctx, int round) {
 }
 
 void stage_dpo(RunContext& ctx, int round) {
-  const std::string stage = fmt::format("dpo/{}", round);
+  const std::string stage = DpoDoc::key(round);
   const std::string fp = policy_fingerprint(ctx, round);
   if (stage_current(ctx, stage, fp)) {
     log_info("{}: current ({})", stage, ctx.model_dir(round).string());
@@ -257,10 +248,10 @@ void stage_dpo(RunContext& ctx, int round) {
   PairSelection sel;
   std::vector<SelectedPair> selected = round_pairs(ctx, from, &sel);
   std::map<std::pair<int32_t, int>, std::vector<int32_t>> ids;
-  std::map<std::pair<int32_t, int>, std::string> response_texts;
+  ResponseTexts texts_of;
   for (const StoredResponse& r : ctx.store->responses(from)) {
     ids[{r.user, r.sample}] = r.ids;
-    response_texts[{r.user, r.sample}] = r.text;
+    texts_of[{r.user, r.sample}] = r.text;
   }
   std::map<int32_t, const SelectedPair*> selected_of;
   for (const SelectedPair& p : selected) selected_of[p.user] = &p;
@@ -294,7 +285,10 @@ void stage_dpo(RunContext& ctx, int round) {
     write_file_atomic(ctx.model_dir(round) / kSkippedRoundFile,
                       nlohmann::json({{"reason", "no preference pairs"}, {"users", sel.users}, {"ties_skipped", sel.ties_skipped}})
                               .dump() + "\n");
-    ctx.store->put_doc(stage, nlohmann::json({{"pairs", 0}, {"steps", 0}, {"skipped", true}, {"ties_skipped", sel.ties_skipped}}).dump());
+    DpoDoc skipped;
+    skipped.skipped = true;
+    skipped.ties_skipped = sel.ties_skipped;
+    put_dpo_doc(*ctx.store, round, skipped);
     ctx.store->mark_stage_done(stage, fp);
     return;
   }
@@ -313,31 +307,18 @@ void stage_dpo(RunContext& ctx, int round) {
   DpoConfig dc = c.dpo;
   dc.seed = c.dpo.seed + static_cast<uint64_t>(round);
   dc.dtype = llm::dtype_name(stage_dtype(ctx, c.dpo.dtype));
-  auto log_step = [&](const DpoStepLog& s) {
-    ctx.store->put_log("dpo", round, static_cast<int>(s.step),
-                       nlohmann::json({{"loss", s.loss}, {"chosen_reward", s.chosen_reward}, {"rejected_reward", s.rejected_reward},
-                                       {"accuracy", s.accuracy}, {"margin", s.margin}, {"lr", s.lr}, {"grad_norm", s.grad_norm},
-                                       {"ms", s.ms}, {"tokens", s.tokens}, {"epoch", s.epoch}})
-                           .dump());
-  };
+  auto log_step = [&](const DpoStepLog& s) { put_dpo_step(*ctx.store, round, s); };
   DpoResult result;
   if (c.dpo.backend == "command") {
     // The same pairs, order, seeds and settings, trained by another process (pipeline/dpo_command.h).
-    std::vector<PairText> texts;
-    for (const PreferencePair& pp : pairs) {
-      const SelectedPair& sp = *selected_of.at(pp.user);
-      PairText t;
-      t.user_id = ctx.data.dataset.users[static_cast<size_t>(pp.user)].raw_id;
-      t.system = ctx.prompts[static_cast<size_t>(pp.user)].system;
-      t.prompt = ctx.prompts[static_cast<size_t>(pp.user)].user;
-      t.chosen = response_texts.at({pp.user, sp.chosen_sample});
-      t.rejected = response_texts.at({pp.user, sp.rejected_sample});
-      t.chosen_reward = sp.chosen_reward;
-      t.rejected_reward = sp.rejected_reward;
-      t.prompt_ids = pp.prompt;
-      t.chosen_ids = pp.chosen;
-      t.rejected_ids = pp.rejected;
-      texts.push_back(std::move(t));
+    std::vector<SelectedPair> trained;
+    for (const PreferencePair& pp : pairs) trained.push_back(*selected_of.at(pp.user));
+    std::vector<PairText> texts =
+        pair_texts(trained, texts_of, ctx.data, [&](int32_t u) { return ctx.prompts[static_cast<size_t>(u)]; });
+    for (size_t i = 0; i < texts.size(); ++i) {
+      texts[i].prompt_ids = pairs[i].prompt;
+      texts[i].chosen_ids = pairs[i].chosen;
+      texts[i].rejected_ids = pairs[i].rejected;
     }
     result = train_dpo_by_command(ctx, round, model, pairs, texts, lora, dc);
     for (const DpoStepLog& s : result.steps) log_step(s);
@@ -362,12 +343,14 @@ void stage_dpo(RunContext& ctx, int round) {
     save.tokenizer_from = c.model.tokenizer.empty() ? expand_path(c.model.path) : expand_path(c.model.tokenizer);
     llm::save_model(model, ctx.model_dir(round), save);
   }
-  ctx.store->put_doc(stage, nlohmann::json({{"pairs", pairs.size()}, {"steps", result.steps.size()}, {"seconds", result.seconds},
-                                            {"tokens", result.tokens}, {"tokens_per_second", result.tokens_per_second()},
-                                            {"heldout_pairs", held.pairs}, {"heldout_accuracy", held.accuracy},
-                                            {"heldout_margin", held.margin}, {"heldout_chosen_logratio", held.chosen_logratio},
-                                            {"heldout_rejected_logratio", held.rejected_logratio}})
-                                .dump());
+  DpoDoc doc;
+  doc.pairs = static_cast<int64_t>(pairs.size());
+  doc.steps = static_cast<int64_t>(result.steps.size());
+  doc.seconds = result.seconds;
+  doc.tokens = result.tokens;
+  doc.tokens_per_second = result.tokens_per_second();
+  doc.heldout = held;
+  put_dpo_doc(*ctx.store, round, doc);
   log_info("{}: {} steps in {:.1f} s ({:.0f} tokens/s); policy saved to {}", stage, result.steps.size(), result.seconds,
            result.tokens_per_second(), ctx.model_dir(round).string());
   ctx.store->mark_stage_done(stage, fp);

@@ -9,6 +9,7 @@
 
 #include "knowledge/knowledge.h"
 #include "pipeline/experiment.h"
+#include "pipeline/report_docs.h"
 #include "pipeline/stages.h"
 #include "rerank/knowledge_vectors.h"
 #include "rerank/metrics.h"
@@ -39,10 +40,9 @@ namespace {
 
 // The knowledge sources evaluated: no knowledge, profile summaries, and each round's responses.
 struct KnowledgeRow {
-  std::string name;
+  RowLabel label;
   KnowledgeSource source;
   std::string key;  // what the knowledge depends on (with the data's fingerprint, a store key)
-  int round = -1;   // the policy round whose responses these are (-1: not the LLM's)
 };
 
 // One table: a list setting's prepared data, its results and its rows' knowledge vectors.
@@ -57,40 +57,32 @@ struct Table {
 
 std::vector<KnowledgeRow> knowledge_rows(RunContext& ctx) {
   const RunConfig& c = ctx.config;
-  auto source = [&](const std::string& user, bool history) {
-    KnowledgeSource s;
-    s.user = user;
-    s.item = user == "none" ? "none" : c.knowledge.item;
-    s.encoder = c.knowledge.encoder;
-    s.cache_dir = ctx.encode_cache();
-    s.user_history = history;
-    return s;
-  };
+  auto source = [&](const std::string& user, bool history) { return c.knowledge.source(user, history, ctx.encode_cache()); };
   // Rows of knowledge texts, with the run's encoding and, with both_encodings, the other one too.
   std::vector<KnowledgeRow> rows;
-  auto add = [&](const std::string& name, const std::string& user, const std::string& key, int round = -1) {
-    rows.push_back({name, source(user, c.knowledge.user_history), key, round});
+  auto add = [&](RowLabel label, const std::string& user, const std::string& key) {
+    rows.push_back({label, source(user, c.knowledge.user_history), key});
     if (c.eval.both_encodings) {
       const bool other = !c.knowledge.user_history;
-      rows.push_back({name + (other ? " (history + text)" : " (text alone)"), source(user, other),
-                      key + (other ? "|history" : "|alone"), round});
+      label.encoding = other ? RowEncoding::kHistoryAndText : RowEncoding::kTextAlone;
+      rows.push_back({label, source(user, other), key + (other ? "|history" : "|alone")});
     }
   };
-  rows.push_back({"no knowledge", source("none", c.knowledge.user_history), "none"});
+  rows.push_back({{.kind = RowKind::kNoKnowledge}, source("none", c.knowledge.user_history), "none"});
   if (c.eval.history_row && (c.knowledge.user_history || c.eval.both_encodings)) {
     // The history text with no response: what the LLM's words add is the step from here.
     std::filesystem::path file = write_knowledge(ctx, "history", std::vector<std::string>(ctx.data.sequences.size()));
-    rows.push_back({"history text only", source("file:" + file.string(), true), "history-only"});
+    rows.push_back({{.kind = RowKind::kHistoryOnly}, source("file:" + file.string(), true), "history-only"});
   }
-  if (c.eval.profile_row) add("profile", "profile", "profile");
+  if (c.eval.profile_row) add({.kind = RowKind::kProfile}, "profile", "profile");
   if (c.eval.card_row)
-    add("true cards", "file:" + write_knowledge(ctx, "card", card_texts(ctx)).string(),
+    add({.kind = RowKind::kTrueCards}, "file:" + write_knowledge(ctx, "card", card_texts(ctx)).string(),
         "card|" + c.sections_text({"prompt"}) + "|" + std::to_string(c.generate.max_new_tokens));
   for (int r = 0; r <= c.run.rounds; ++r) {
     if (ctx.store->count_responses(r) == 0) continue;
     std::filesystem::path file = write_knowledge(ctx, fmt::format("round{}", r), eval_knowledge_texts(ctx, r));
-    std::string name = r == 0 ? (c.sft.enabled ? "KAR (SFT LLM, before DPO)" : "KAR (LLM before DPO)") : fmt::format("RLRF4Rec round {}", r);
-    add(name, "file:" + file.string(), eval_knowledge_fingerprint(ctx, r), r);
+    const RowLabel label{.kind = r == 0 ? RowKind::kKar : RowKind::kRound, .round = r, .sft = r == 0 && c.sft.enabled};
+    add(label, "file:" + file.string(), eval_knowledge_fingerprint(ctx, r));
   }
   return rows;
 }
@@ -114,12 +106,14 @@ void stage_evaluate(RunContext& ctx) {
   // Every (table, row, model, seed) training is one job; those the store holds are read back, the
   // rest run side by side, each stored as soon as it is done.
   struct Job {
-    size_t table, result_row, slot, knowledge;
-    std::string model, key;
-    int seed;
+    size_t table;
+    GridTraining cell;
+    std::string key;
   };
   std::vector<Job> jobs;
   size_t cached = 0;
+  std::vector<std::string> row_names;
+  for (const KnowledgeRow& row : rows) row_names.push_back(row_name(row.label));
   for (size_t t = 0; t < tables.size(); ++t) {
     Table& table = tables[t];
     const PreparedData& data = *table.data;
@@ -129,23 +123,20 @@ void stage_evaluate(RunContext& ctx) {
     table.results.rows.push_back({"popularity", "", {seed_result(evaluate_baseline(data, Split::kTest, "popularity"), 0)}});
     const std::string common = fingerprint({kPipelineVersion, table.data_fp, c.sections_text({"rerank", "knowledge"}),
                                             "max_users=" + std::to_string(c.run.max_users)});
+    std::vector<std::string> row_fps;
     for (const KnowledgeRow& row : rows) {
       table.kvs.push_back(build_knowledge_vectors(data, row.source, *ctx.encoder));
-      if (row.round >= 0 && c.eval.decode == "mean")
-        table.kvs.back().user = eval_mean_user_vectors(ctx, data, row.round, table.kvs.back().user);
-      const std::string row_fp = fingerprint({common, row.key});
-      for (const std::string& model : table.models) {
-        table.results.rows.push_back({row.name, model, std::vector<SeedResult>(c.eval.seeds.size())});
-        for (size_t i = 0; i < c.eval.seeds.size(); ++i) {
-          Job job{t, table.results.rows.size() - 1, i, table.kvs.size() - 1, model,
-                  fmt::format("eval/{}/{}/{}", row_fp, model, c.eval.seeds[i]), c.eval.seeds[i]};
-          if (auto doc = ctx.store->doc(job.key)) {
-            table.results.rows.back().seeds[i] = seed_result_from_json(*doc, "run store " + job.key);
-            ++cached;
-          } else {
-            jobs.push_back(std::move(job));
-          }
-        }
+      if (row.label.is_llm() && c.eval.decode == "mean")
+        table.kvs.back().user = eval_mean_user_vectors(ctx, data, row.label.round, table.kvs.back().user);
+      row_fps.push_back(fingerprint({common, row.key}));
+    }
+    for (const GridTraining& cell : add_training_grid(table.results, row_names, table.models, c.eval.seeds)) {
+      Job job{t, cell, fmt::format("eval/{}/{}/{}", row_fps[cell.knowledge], cell.model, cell.seed)};
+      if (auto doc = ctx.store->doc(job.key)) {
+        table.results.rows[cell.row].seeds[cell.slot] = seed_result_from_json(*doc, "run store " + job.key);
+        ++cached;
+      } else {
+        jobs.push_back(std::move(job));
       }
     }
   }
@@ -157,8 +148,8 @@ void stage_evaluate(RunContext& ctx) {
   auto describe = [&](int64_t j) {
     const Job& job = jobs[static_cast<size_t>(j)];
     const Table& table = tables[job.table];
-    return fmt::format("{} lists / {} / {} / seed {}", table.results.setting, table.results.rows[job.result_row].name,
-                       job.model, job.seed);
+    return fmt::format("{} lists / {} / {} / seed {}", table.results.setting, table.results.rows[job.cell.row].name,
+                       job.cell.model, job.cell.seed);
   };
   int done = 0;
   run_trainings(
@@ -167,14 +158,14 @@ void stage_evaluate(RunContext& ctx) {
         const Job& job = jobs[static_cast<size_t>(j)];
         const Table& table = tables[job.table];
         RerankTrainConfig rc = c.rerank.train;
-        rc.model = job.model;
-        rc.seed = job.seed;
+        rc.model = job.cell.model;
+        rc.seed = job.cell.seed;
         try {
           auto t0 = std::chrono::steady_clock::now();
-          Reranker r = train_reranker(*table.data, table.kvs[job.knowledge], rc);
+          Reranker r = train_reranker(*table.data, table.kvs[job.cell.knowledge], rc);
           const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-          EvalResult e = evaluate(r, *table.data, table.kvs[job.knowledge], Split::kTest);
-          return seed_result_to_json(seed_result(e, job.seed, r, secs));
+          EvalResult e = evaluate(r, *table.data, table.kvs[job.cell.knowledge], Split::kTest);
+          return seed_result_to_json(seed_result(e, job.cell.seed, r, secs));
         } catch (const std::exception& ex) {
           fail("{}: {}", describe(j), ex.what());
         }
@@ -186,7 +177,7 @@ void stage_evaluate(RunContext& ctx) {
         log_info("evaluate [{}/{}]: {}: test MAP@5 {:.4f} NDCG@5 {:.4f} (best epoch {} of {}, valid MAP@5 {:.4f}, {:.0f} s)",
                  ++done, jobs.size(), describe(j), s.test.map_at(5), s.test.ndcg_at(5), s.best_epoch, s.epochs_run,
                  s.best_valid_map5, s.train_seconds);
-        tables[job.table].results.rows[job.result_row].seeds[job.slot] = std::move(s);
+        tables[job.table].results.rows[job.cell.row].seeds[job.cell.slot] = std::move(s);
       },
       describe);
   for (const Table& table : tables) {

@@ -24,6 +24,7 @@
 #include "llm/generate.h"
 #include "llm/openai_client.h"
 #include "rerank/knowledge_vectors.h"
+#include "pipeline/report_docs.h"
 #include "pipeline/stages.h"
 #include "util/error.h"
 #include "util/log.h"
@@ -254,13 +255,19 @@ void generate_through_server(RunContext& ctx, const GenerationJob& job, const st
   progress.finish();
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   const std::optional<bool> n_ok = client.n_supported();
-  nlohmann::json stats = {{"backend", "openai"}, {"url", client.endpoint()}, {"responses", responses},
-                          {"new_tokens", new_tokens}, {"seconds", seconds},
-                          {"tokens_per_second", seconds > 0 ? double(new_tokens) / seconds : 0.0},
-                          {"requests", client.requests() - requests0}, {"retries", client.retries() - retries0},
-                          {"n_refusals", client.n_refusals() - refusals0}, {"concurrency", g.concurrency},
-                          {"n_supported", n_ok ? nlohmann::json(*n_ok) : nlohmann::json(nullptr)}};
-  ctx.store->put_doc(job.stage, stats.dump());
+  GenerateDoc doc;
+  doc.backend = "openai";
+  doc.url = client.endpoint();
+  doc.responses = responses;
+  doc.new_tokens = new_tokens;
+  doc.seconds = seconds;
+  doc.tokens_per_second = seconds > 0 ? double(new_tokens) / seconds : 0.0;
+  doc.requests = client.requests() - requests0;
+  doc.retries = client.retries() - retries0;
+  doc.n_refusals = client.n_refusals() - refusals0;
+  doc.concurrency = g.concurrency;
+  doc.n_supported = n_ok;
+  put_generate_doc(*ctx.store, job.stage, doc);
   log_info("{}: {} new tokens in {:.1f} s ({:.0f} tokens/s) through {}; {} requests, {} retries", job.stage, new_tokens,
            seconds, seconds > 0 ? double(new_tokens) / seconds : 0.0, client.endpoint(), client.requests() - requests0,
            client.retries() - retries0);
@@ -370,9 +377,12 @@ void run_generation(RunContext& ctx, const GenerationJob& job) {
   }
   progress.finish();
   double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  nlohmann::json stats = {{"responses", todo.size()}, {"new_tokens", new_tokens}, {"seconds", seconds},
-                          {"tokens_per_second", seconds > 0 ? double(new_tokens) / seconds : 0.0}};
-  ctx.store->put_doc(stage, stats.dump());
+  GenerateDoc doc;
+  doc.responses = static_cast<int64_t>(todo.size());
+  doc.new_tokens = new_tokens;
+  doc.seconds = seconds;
+  doc.tokens_per_second = seconds > 0 ? double(new_tokens) / seconds : 0.0;
+  put_generate_doc(*ctx.store, stage, doc);
   ctx.store->mark_stage_done(stage, fp);
   log_info("{}: {} new tokens in {:.1f} s ({:.0f} tokens/s)", stage, new_tokens, seconds, seconds > 0 ? double(new_tokens) / seconds : 0.0);
 }
@@ -382,7 +392,7 @@ void run_generation(RunContext& ctx, const GenerationJob& job) {
 void stage_generate(RunContext& ctx, int round) {
   const GenerateConfig& g = ctx.config.generate;
   GenerationJob job;
-  job.stage = fmt::format("generate/{}", round);
+  job.stage = GenerateDoc::key(round);
   job.fp = generate_fingerprint(ctx, round);
   job.policy_round = job.store_round = round;
   job.samples = g.n;

@@ -9,6 +9,7 @@
 #include "knowledge/knowledge.h"
 #include "llm/checkpoint.h"
 #include "llm/lora.h"
+#include "pipeline/report_docs.h"
 #include "pipeline/stages.h"
 #include "text/chat_template.h"
 #include "util/error.h"
@@ -109,10 +110,7 @@ void stage_sft(RunContext& ctx) {
   ctx.store->put_log("sft_valid", 0, 0, nlohmann::json({{"valid_loss", before}}).dump());
   SftConfig sc = c;
   sc.dtype = llm::dtype_name(stage_dtype(ctx, c.dtype));
-  SftResult result = train_sft(model, train, sc, [&](const SftStepLog& s) {
-    ctx.store->put_log("sft", 0, static_cast<int>(s.step),
-                       nlohmann::json({{"loss", s.loss}, {"lr", s.lr}, {"grad_norm", s.grad_norm}, {"ms", s.ms}, {"epoch", s.epoch}}).dump());
-  });
+  SftResult result = train_sft(model, train, sc, [&](const SftStepLog& s) { put_sft_step(*ctx.store, s); });
   double after = sft_eval_loss(model, valid);
   ctx.store->put_log("sft_valid", 0, 1, nlohmann::json({{"valid_loss", after}}).dump());
   log_info("sft: validation loss per token {:.4f} -> {:.4f} ({:.1f} s, {:.0f} tokens/s)", before, after, result.seconds,
@@ -126,10 +124,15 @@ void stage_sft(RunContext& ctx) {
     save.tokenizer_from = ctx.config.model.tokenizer.empty() ? base : expand_path(ctx.config.model.tokenizer);
     llm::save_model(model, ctx.sft_dir(), save);
   }
-  ctx.store->put_doc("sft", nlohmann::json({{"train_examples", train.size()}, {"valid_examples", valid.size()},
-                                            {"valid_loss_before", before}, {"valid_loss_after", after},
-                                            {"seconds", result.seconds}, {"tokens", result.tokens}}).dump());
-  ctx.store->mark_stage_done("sft", fp);
+  SftDoc doc;
+  doc.train_examples = static_cast<int64_t>(train.size());
+  doc.valid_examples = static_cast<int64_t>(valid.size());
+  doc.valid_loss_before = before;
+  doc.valid_loss_after = after;
+  doc.seconds = result.seconds;
+  doc.tokens = result.tokens;
+  put_sft_doc(*ctx.store, doc);
+  ctx.store->mark_stage_done(SftDoc::key(), fp);
 }
 
 }  // namespace rlrf

@@ -3,13 +3,56 @@
 
 #include <ATen/ATen.h>
 
+#include "encode/bert_encoder.h"
 #include "encode/encoder.h"
 #include "knowledge/knowledge.h"
+#include "util/config.h"
 #include "util/error.h"
+#include "util/files.h"
 #include "util/log.h"
 #include "util/strings.h"
 
 namespace rlrf {
+
+void KnowledgeConfig::read(const ConfigSection& s) {
+  s.read("encoder", encoder);
+  s.read("item", item);
+  s.read("user_history", user_history);
+  s.read("encoder_model", encoder_model);
+  s.read("pooling", pooling);
+  s.read("normalize", normalize);
+  s.read("max_length", max_length);
+  s.read("dtype", dtype);
+  s.read("batch_size", batch_size);
+  const bool bert_keys = s.has("encoder_model") || s.has("pooling") || s.has("normalize") || s.has("max_length") ||
+                         s.has("dtype") || s.has("batch_size");
+  if (encoder == "bert") {
+    RLRF_CHECK(!encoder_model.empty(), "{}: encoder = \"bert\" needs encoder_model = PATH (a Hugging Face BERT "
+               "directory: config.json, model.safetensors, tokenizer.json)", s.where());
+    BertEncoderOptions o;
+    o.model = expand_path(encoder_model);
+    o.pooling = pooling;
+    o.normalize = normalize;
+    o.max_length = max_length;
+    o.dtype = dtype;
+    o.batch_size = batch_size;
+    encoder = o.to_spec();
+    BertEncoderOptions::parse_spec(encoder);  // checks the settings now, naming the bad one
+  } else {
+    RLRF_CHECK(!bert_keys, "{}: encoder_model, pooling, normalize, max_length, dtype and batch_size are settings of "
+               "encoder = \"bert\" (encoder is \"{}\")", s.where(), encoder);
+  }
+}
+
+KnowledgeSource KnowledgeConfig::source(const std::string& user, bool history, const std::filesystem::path& cache_dir) const {
+  KnowledgeSource s;
+  s.user = user;
+  s.item = user == "none" ? "none" : item;
+  s.encoder = encoder;
+  s.cache_dir = cache_dir;
+  s.user_history = history;
+  return s;
+}
 
 at::Tensor encode_user_knowledge(const PreparedData& data, const std::vector<int32_t>& users,
                                  const std::vector<std::string>& texts, TextEncoder& encoder,

@@ -13,6 +13,7 @@
 
 namespace rlrf {
 
+class ConfigSection;
 class TextEncoder;
 
 struct KnowledgeSource {
@@ -21,6 +22,26 @@ struct KnowledgeSource {
   std::string encoder = "glove";   // encode/encoder.h make_encoder
   std::filesystem::path cache_dir; // encode_cached's cache directory (required)
   bool user_history = true;        // user text = history + ". " + knowledge (KAR) or knowledge alone
+};
+
+// [knowledge]: how knowledge texts become the rerankers' vectors (`rlrf run`, `rlrf rerank`,
+// `rlrf reward` read it alike).
+struct KnowledgeConfig {
+  // glove | hash | bert (or any make_encoder name). With "bert", read() turns the keys below into
+  // the full encoder name "bert:PATH?..." (encode/bert_encoder.h), which every stage passes on.
+  std::string encoder = "glove";
+  std::string encoder_model;   // bert: a Hugging Face / sentence-transformers directory ({shared} allowed)
+  std::string pooling = "auto";  // bert: auto (sentence-transformers folder's, else mean) | mean | cls | max
+  bool normalize = false;        // bert: L2-normalise the pooled vectors
+  int max_length = 0;            // bert: tokens per text; 0: the model's limit (512 for BERT-base)
+  std::string dtype = "fp32";    // bert: fp32 | bf16
+  int batch_size = 64;           // bert: texts per forward pass
+  std::string item = "metadata";  // metadata | file:PATH (KAR item knowledge)
+  bool user_history = true;       // encode history + ". " + knowledge (KAR); false: knowledge alone
+  void read(const ConfigSection& s);
+  // The source of `user` knowledge (none | profile | file:PATH) with this encoder and item
+  // knowledge (none with user = "none"), encoded with or without the history.
+  KnowledgeSource source(const std::string& user, bool history, const std::filesystem::path& cache_dir) const;
 };
 
 // User vectors [n_users, d] (undefined for user = "none") and item vectors [n_items, d] (undefined

@@ -27,7 +27,6 @@
 namespace rlrf {
 
 void RerankTrainConfig::read_keys(const ConfigSection& s) {
-  s.read("model", model);
   s.read("epochs", epochs);
   s.read("batch", batch);
   s.read("lr", lr);
@@ -62,18 +61,18 @@ void RerankTrainConfig::validate(const std::string& where) const {
 }
 
 void RerankConfig::read(const ConfigSection& s) {
+  s.refuse("seeds", "[eval] seeds");
+  s.refuse("item_knowledge", "[knowledge] item");
+  s.refuse("encoder", "[knowledge] encoder");
+  s.refuse("user_text_history", "[knowledge] user_history");
+  s.refuse("model", "[eval] models (the rerankers evaluated) or [reward] model (the reward model)");
   train.read_keys(s);
   s.read("jobs", jobs);
-  s.read("seeds", seeds);
   s.read("knowledge", knowledge);
-  s.read("item_knowledge", item_knowledge);
-  s.read("encoder", encoder);
   s.read("cache_dir", cache_dir);
-  s.read("user_text_history", user_text_history);
   s.check_no_unknown_keys();
   train.validate(s.where());
   RLRF_CHECK(jobs >= 0, "{}: jobs must be >= 0 (0: automatic), got {}", s.where(), jobs);
-  RLRF_CHECK(!seeds.empty(), "{}: seeds must list at least one seed", s.where());
 }
 
 // ---------------------------------------------------------------------------------------------

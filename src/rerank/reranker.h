@@ -69,13 +69,11 @@ struct RerankConfig {
   // Trainings run side by side by `rlrf rerank` and the RLRF loop's evaluation; 0: one per core on
   // CPU, one at a time on CUDA. Results do not depend on it.
   int jobs = 0;
-  // Used by `rlrf rerank` only:
-  std::vector<int> seeds = {1, 2, 3};  // one training per seed; tables show mean +- std
+  // Settings of `rlrf rerank` only (a run refuses them: pipeline/run_config.h read_rerank_section):
   std::string knowledge = "profile";   // user knowledge: none | profile | file:PATH
-  std::string item_knowledge = "metadata";  // metadata | file:PATH (KAR JSON) | none
-  std::string encoder = "glove";       // text encoder (encode/encoder.h)
   std::string cache_dir;               // encoding cache; empty: <out>/encode-cache
-  bool user_text_history = true;       // user text = history + ". " + knowledge (KAR); false: knowledge only
+  // Reads the section; keys whose home is another section (seeds, item_knowledge, encoder,
+  // user_text_history, model) are refused naming that home, unknown keys are errors.
   void read(const ConfigSection& s);
 };
 

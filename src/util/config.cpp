@@ -8,6 +8,7 @@
 #include <toml++/toml.h>
 
 #include "util/error.h"
+#include "util/files.h"
 
 namespace rlrf {
 
@@ -142,6 +143,21 @@ void ConfigSection::check_no_unknown_keys() const {
   if (!unknown.empty()) fail("{}: unknown key(s): {} (check the spelling; see configs/demo.toml)", impl_->where, unknown);
 }
 
+void ConfigSection::refuse(std::string_view key, std::string_view use) const {
+  {
+    std::lock_guard<std::mutex> lock(impl_->mu);
+    impl_->used.insert(std::string(key));
+  }
+  if (has(key)) fail("{}: key '{}' is not read here: use {}", impl_->where, key, use);
+}
+
+std::vector<std::string> ConfigSection::keys() const {
+  std::vector<std::string> out;
+  if (impl_->table)
+    for (const auto& [k, v] : *impl_->table) out.push_back(std::string(k.str()));
+  return out;
+}
+
 std::string ConfigSection::canonical() const {
   if (!impl_->table) return "";
   // Keys that only say how the work is spread over the machine leave the results as they are, so
@@ -228,5 +244,18 @@ std::string ConfigFile::canonical() const {
 }
 
 const std::string& ConfigFile::path() const { return impl_->path; }
+
+std::filesystem::path expand_path(const std::string& path) {
+  std::string out = path;
+  auto replace = [&](const std::string& key, const std::filesystem::path& value) {
+    for (size_t pos = out.find(key); pos != std::string::npos; pos = out.find(key)) {
+      RLRF_CHECK(!value.empty(), "path '{}' uses {} but no such directory was found (set RLRF_SHARED)", path, key);
+      out.replace(pos, key.size(), value.string());
+    }
+  };
+  replace("{shared}", shared_dir());
+  replace("{deps}", deps_dir());
+  return out;
+}
 
 }  // namespace rlrf

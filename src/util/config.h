@@ -27,6 +27,10 @@ class ConfigSection {
   ConfigSection sub(std::string_view name) const;  // [section.name]; empty when absent
   // Throws Error listing every key of this section that no read() asked for.
   void check_no_unknown_keys() const;
+  // Throws Error naming the file, the section and `key` when the key is set here: a setting whose
+  // home is elsewhere; `use` says where ("[knowledge] item").
+  void refuse(std::string_view key, std::string_view use) const;
+  std::vector<std::string> keys() const;  // the keys set in this section
   // The section as TOML text, without the keys that do not change results (threads, jobs): the
   // input of stage fingerprints.
   std::string canonical() const;
@@ -56,5 +60,9 @@ class ConfigFile {
  private:
   std::shared_ptr<Impl> impl_;
 };
+
+// Replaces {shared} (the shared directory: data, models, tokenizers) and {deps} (what
+// scripts/setup.sh installed) in a configured path.
+std::filesystem::path expand_path(const std::string& path);
 
 }  // namespace rlrf

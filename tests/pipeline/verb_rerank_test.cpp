@@ -1,5 +1,6 @@
-// `rlrf rerank` reads what its config says: the models of [rerank] model, the seeds of [rerank] seeds,
-// and says so in the table it prints (a user comparing runs reads the seeds from that line).
+// `rlrf rerank` reads what its config says: the models and seeds of [eval] models and seeds (the
+// run's keys), and says so in the table it prints (a user comparing runs reads the seeds from that
+// line); a setting spelled in another section is refused naming its home.
 #include <gtest/gtest.h>
 
 #include <sys/wait.h>
@@ -28,7 +29,8 @@ TEST(VerbRerank, TakesModelAndSeedsFromTheConfig) {
             0)
       << read_file(dir / "prepare.log");
   write_file_atomic(dir / "rerank.toml",
-             "[rerank]\nmodel = \"dlcm\"\nseeds = [7]\nepochs = 1\nknowledge = \"profile\"\nencoder = \"hash\"\n");
+             "[rerank]\nepochs = 1\nknowledge = \"profile\"\n[knowledge]\nencoder = \"hash\"\n"
+             "[eval]\nmodels = [\"dlcm\"]\nseeds = [7]\n");
   const std::string out = (dir / "out.txt").string(), log = (dir / "rerank.log").string();
   ASSERT_EQ(shell(bin + " rerank --prepared '" + (dir / "prepared.bin").string() + "' --config '" +
                   (dir / "rerank.toml").string() + "' --out '" + (dir / "rerank").string() + "' > '" + out + "' 2> '" +
@@ -37,7 +39,7 @@ TEST(VerbRerank, TakesModelAndSeedsFromTheConfig) {
       << read_file(log);
   const std::string table = read_file(out);
   EXPECT_NE(table.find("mean ± std over seeds 7\n"), std::string::npos) << table;
-  EXPECT_EQ(table.find("PRM"), std::string::npos) << "[rerank] model = \"dlcm\" trained PRM too:\n" << table;
+  EXPECT_EQ(table.find("PRM"), std::string::npos) << "[eval] models = [\"dlcm\"] trained PRM too:\n" << table;
   EXPECT_NE(table.find("DLCM"), std::string::npos) << table;
   // --model on the command line still wins over the config.
   ASSERT_EQ(shell(bin + " rerank --prepared '" + (dir / "prepared.bin").string() + "' --config '" +
@@ -48,4 +50,11 @@ TEST(VerbRerank, TakesModelAndSeedsFromTheConfig) {
   const std::string table2 = read_file(out);
   EXPECT_NE(table2.find("mean ± std over seeds 3\n"), std::string::npos) << table2;
   EXPECT_EQ(table2.find("DLCM"), std::string::npos) << table2;
+  // The old spelling of the seeds: an error naming the key to use, before any training.
+  ASSERT_NE(shell(bin + " rerank --prepared '" + (dir / "prepared.bin").string() + "' --config '" +
+                  (dir / "rerank.toml").string() + "' --set rerank.seeds=[3] --out '" + (dir / "rerank3").string() +
+                  "' > '" + out + "' 2> '" + log + "'"),
+            0);
+  const std::string error = read_file(log);
+  EXPECT_NE(error.find("[rerank]: key 'seeds' is not read here: use [eval] seeds"), std::string::npos) << error;
 }

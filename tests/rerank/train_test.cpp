@@ -209,21 +209,19 @@ TEST(RerankTrain, BaselinesOnPlantedData) {
 }
 
 TEST(RerankConfigTest, ReadsKeysAndRejectsUnknown) {
-  ConfigFile f = ConfigFile::parse(
-      "[rerank]\nmodel = \"prm\"\nepochs = 7\nbatch = 32\nlr = 0.002\nseeds = [4, 5]\nknowledge = \"none\"\n", "t.toml");
+  ConfigFile f = ConfigFile::parse("[rerank]\nepochs = 7\nbatch = 32\nlr = 0.002\nknowledge = \"none\"\n", "t.toml");
   RerankConfig c;
   c.read(f.section("rerank"));
-  EXPECT_EQ(c.train.model, "prm");
   EXPECT_EQ(c.train.epochs, 7);
   EXPECT_EQ(c.train.batch, 32);
   EXPECT_DOUBLE_EQ(c.train.lr, 0.002);
-  EXPECT_EQ(c.seeds, (std::vector<int>{4, 5}));
   EXPECT_EQ(c.knowledge, "none");
   EXPECT_EQ(c.train.shared_experts, 2);
   EXPECT_EQ(c.train.specific_experts, 5);
   RerankConfig d;
   EXPECT_THROW(d.read(ConfigFile::parse("[rerank]\nepoch = 3\n", "t.toml").section("rerank")), Error);
-  EXPECT_THROW(d.read(ConfigFile::parse("[rerank]\nmodel = \"gru\"\n", "t.toml").section("rerank")), Error);
+  // The reranker trained is chosen where it is used: [eval] models, [reward] model.
+  EXPECT_THROW(d.read(ConfigFile::parse("[rerank]\nmodel = \"prm\"\n", "t.toml").section("rerank")), Error);
 }
 
 // `rlrf rerank` and the loop's evaluation train side by side (one thread each): the numbers must be

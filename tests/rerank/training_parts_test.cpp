@@ -192,7 +192,7 @@ TEST(RerankConfigTest, TrainerKeysGoToTrainTheRestStayWithTheVerb) {
   ConfigFile f = ConfigFile::parse(
       "[rerank]\nthreads = 2\njobs = 3\nseed = 9\ndevice = \"cpu\"\ndtype = \"bf16\"\nknowledge_norm = \"none\"\n"
       "patience = 4\nweight_decay = 0.0\nembed_dim = 8\neval_batch = 16\n"
-      "item_knowledge = \"none\"\nencoder = \"hash\"\ncache_dir = \"c\"\nuser_text_history = false\n",
+      "knowledge = \"none\"\ncache_dir = \"c\"\n",
       "t.toml");
   RerankConfig c;
   c.read(f.section("rerank"));
@@ -206,11 +206,8 @@ TEST(RerankConfigTest, TrainerKeysGoToTrainTheRestStayWithTheVerb) {
   EXPECT_EQ(c.train.embed_dim, 8);
   EXPECT_EQ(c.train.eval_batch, 16);
   EXPECT_EQ(c.jobs, 3);
-  EXPECT_EQ(c.item_knowledge, "none");
-  EXPECT_EQ(c.encoder, "hash");
+  EXPECT_EQ(c.knowledge, "none");
   EXPECT_EQ(c.cache_dir, "c");
-  EXPECT_FALSE(c.user_text_history);
-  EXPECT_EQ(c.seeds, (std::vector<int>{1, 2, 3}));
   auto read = [](const std::string& text) {
     RerankConfig r;
     r.read(ConfigFile::parse(text, "t.toml").section("rerank"));
@@ -219,7 +216,9 @@ TEST(RerankConfigTest, TrainerKeysGoToTrainTheRestStayWithTheVerb) {
   EXPECT_NE(test::error_of([&] { read("[rerank]\njobs = -1\n"); }).find("jobs must be >= 0"), std::string::npos);
   EXPECT_NE(test::error_of([&] { read("[rerank]\npatience = 0\n"); }).find("t.toml [rerank]: patience"),
             std::string::npos);
-  EXPECT_NE(test::error_of([&] { read("[rerank]\nseeds = []\n"); }).find("seeds must list"), std::string::npos);
-  // Unknown keys are found before values are checked.
-  EXPECT_NE(test::error_of([&] { read("[rerank]\nmodel = \"gru\"\nepoch = 3\n"); }).find("epoch"), std::string::npos);
+  // Keys whose home is another section name it; unknown keys are found before values are checked.
+  EXPECT_NE(test::error_of([&] { read("[rerank]\nseeds = [1]\n"); }).find("use [eval] seeds"), std::string::npos);
+  EXPECT_NE(test::error_of([&] { read("[rerank]\nencoder = \"hash\"\n"); }).find("use [knowledge] encoder"),
+            std::string::npos);
+  EXPECT_NE(test::error_of([&] { read("[rerank]\npatience = 0\nepoch = 3\n"); }).find("epoch"), std::string::npos);
 }
