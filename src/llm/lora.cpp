@@ -222,20 +222,33 @@ LoraConfig read_lora_config(const fs::path& dir) {
   RLRF_CHECK(pt && pt->is_string() && pt->get<std::string>() == "LORA", "'{}': peft_type is {}, not \"LORA\"", where,
              pt ? pt->dump() : "missing");
   LoraConfig c;
+  auto number = [&](const char* key) {
+    const json* v = get(key);
+    RLRF_CHECK(v->is_number(), "'{}': \"{}\" should be a number, got {}", where, key, v->dump());
+    return v->get<double>();
+  };
+  auto flag = [&](const char* key) {
+    const json* v = get(key);
+    RLRF_CHECK(v->is_boolean(), "'{}': \"{}\" should be true or false, got {}", where, key, v->dump());
+    return v->get<bool>();
+  };
   const json* r = get("r");
-  RLRF_CHECK(r && r->is_number_integer() && r->get<int64_t>() > 0, "'{}': \"r\" should be a positive integer", where);
+  RLRF_CHECK(r && r->is_number_integer() && r->get<int64_t>() > 0 && r->get<int64_t>() <= 65536,
+             "'{}': \"r\" should be a whole number from 1 to 65536", where);
   c.r = r->get<int64_t>();
-  const json* a = get("lora_alpha");
-  RLRF_CHECK(a && a->is_number(), "'{}': \"lora_alpha\" should be a number", where);
-  c.alpha = a->get<double>();
-  if (const json* d = get("lora_dropout")) c.dropout = d->get<double>();
-  if (const json* rs = get("use_rslora")) c.use_rslora = rs->get<bool>();
-  if (const json* d = get("use_dora")) RLRF_CHECK(!d->get<bool>(), "'{}': DoRA adapters (use_dora) are not supported", where);
+  RLRF_CHECK(get("lora_alpha"), "'{}': \"lora_alpha\" is missing", where);
+  c.alpha = number("lora_alpha");
+  if (get("lora_dropout")) {
+    c.dropout = number("lora_dropout");
+    RLRF_CHECK(c.dropout >= 0 && c.dropout < 1, "'{}': \"lora_dropout\" should be in [0, 1), got {}", where, c.dropout);
+  }
+  if (get("use_rslora")) c.use_rslora = flag("use_rslora");
+  if (get("use_dora")) RLRF_CHECK(!flag("use_dora"), "'{}': DoRA adapters (use_dora) are not supported", where);
   if (const json* b = get("bias")) {
     RLRF_CHECK(b->is_string() && b->get<std::string>() == "none", "'{}': bias {} is not supported (only \"none\")", where,
                b->dump());
   }
-  if (const json* f = get("fan_in_fan_out")) RLRF_CHECK(!f->get<bool>(), "'{}': fan_in_fan_out = true is not supported", where);
+  if (get("fan_in_fan_out")) RLRF_CHECK(!flag("fan_in_fan_out"), "'{}': fan_in_fan_out = true is not supported", where);
   for (const char* key : {"rank_pattern", "alpha_pattern"}) {
     if (const json* p = get(key)) RLRF_CHECK(p->empty(), "'{}': {} is not supported", where, key);
   }
@@ -250,10 +263,25 @@ LoraConfig read_lora_config(const fs::path& dir) {
     c.target_modules = {"q_proj", "v_proj"};  // PEFT's default for Llama-family models
   } else if (tm->is_string()) {
     if (tm->get<std::string>() == "all-linear") c.target_modules = {"all-linear"};
-    else c.target_regex = tm->get<std::string>();
+    else {
+      c.target_regex = tm->get<std::string>();
+      // PEFT matches a string target_modules as a regex on the full module path. libstdc++ compiles
+      // regexes recursively: a bounded length keeps a hostile pattern from exhausting the stack.
+      RLRF_CHECK(c.target_regex.size() <= 512, "'{}': target_modules regex is {} characters long (at most 512)", where,
+                 c.target_regex.size());
+      try {
+        std::regex check(c.target_regex);
+      } catch (const std::regex_error& e) {
+        fail("'{}': target_modules \"{}\" is not a valid regex: {}", where, c.target_regex, e.what());
+      }
+    }
   } else {
     RLRF_CHECK(tm->is_array(), "'{}': target_modules should be a list or a string", where);
-    c.target_modules = tm->get<std::vector<std::string>>();
+    c.target_modules.clear();
+    for (const json& m : *tm) {
+      RLRF_CHECK(m.is_string(), "'{}': target_modules should list module names (strings), got {}", where, m.dump());
+      c.target_modules.push_back(m.get<std::string>());
+    }
   }
 
   return c;
