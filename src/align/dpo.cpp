@@ -45,6 +45,9 @@ void DpoConfig::read(const ConfigSection& s) {
   RLRF_CHECK(beta > 0, "{}: beta must be > 0", s.where());
   RLRF_CHECK(batch_size > 0 && grad_accum > 0 && epochs >= 0, "{}: batch_size, grad_accum must be > 0, epochs >= 0", s.where());
   RLRF_CHECK(finetune == "lora" || finetune == "full", "{}: finetune must be \"lora\" or \"full\", got \"{}\"", s.where(), finetune);
+  if (finetune == "full")
+    for (const std::string& key : s.sub("lora").keys())
+      fail("{}: {} is a setting of finetune = \"lora\" (finetune is \"full\": nothing reads it)", s.sub("lora").where(), key);
   RLRF_CHECK(threads >= 0, "{}: threads must be >= 0 (0: automatic), got {}", s.where(), threads);
   if (!dtype.empty()) llm::parse_dtype(dtype);  // a clear error now rather than at load time
   check_schedule_kind(schedule, s.where());

@@ -35,6 +35,10 @@ void RewardConfig::read(const ConfigSection& s) {
   RLRF_CHECK(metric == "ndcg" || metric == "map" || metric == "margin", "{}: metric must be ndcg, map or margin, got \"{}\"",
              s.where(), metric);
   metric_k_index(k);
+  if (model == "card")
+    for (const char* key : {"metric", "k"})
+      RLRF_CHECK(!s.has(key), "{}: {} is a setting of the reranker reward models (model = \"card\" scores card accuracy)",
+                 s.where(), key);
 }
 
 RewardSchedule RewardConfig::schedule(int rounds) const {

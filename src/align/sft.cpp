@@ -41,6 +41,13 @@ void SftConfig::read(const ConfigSection& s) {
   lora.read(s.sub("lora"));
   RLRF_CHECK(batch_size > 0 && grad_accum > 0 && epochs >= 0, "{}: batch_size, grad_accum must be > 0, epochs >= 0", s.where());
   RLRF_CHECK(finetune == "lora" || finetune == "full", "{}: finetune must be \"lora\" or \"full\", got \"{}\"", s.where(), finetune);
+  if (!enabled)
+    for (const std::string& key : s.keys())
+      RLRF_CHECK(key == "enabled", "{}: {} is a setting of enabled = true (with enabled = false nothing reads it)", s.where(),
+                 key);
+  if (finetune == "full")
+    for (const std::string& key : s.sub("lora").keys())
+      fail("{}: {} is a setting of finetune = \"lora\" (finetune is \"full\": nothing reads it)", s.sub("lora").where(), key);
   RLRF_CHECK(threads >= 0, "{}: threads must be >= 0 (0: automatic), got {}", s.where(), threads);
   if (!dtype.empty()) llm::parse_dtype(dtype);
   RLRF_CHECK(targets == "profile" || targets == "card" || starts_with(targets, "file:"),

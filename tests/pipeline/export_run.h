@@ -17,7 +17,7 @@ inline std::string export_run_config(const fs::path& dir, const std::string& sft
          "[model]\npath = \"{shared}/models/tinystories-656k\"\nchat_template = \"none\"\n"
          "[generate]\nn = 3\nmax_new_tokens = 16\nbatch_size = 12\n"
          "[sft]\nenabled = true\ntargets = \"card\"\nfinetune = \"" + sft_finetune + "\"\nepochs = 1\nbatch_size = 8\nlr = 2e-3\n"
-         "[sft.lora]\nr = 4\nalpha = 8\ntarget_modules = [\"q_proj\", \"v_proj\"]\n"
+         + (sft_finetune == "lora" ? "[sft.lora]\nr = 4\nalpha = 8\ntarget_modules = [\"q_proj\", \"v_proj\"]\n" : "") +
          "[knowledge]\nencoder = \"hash\"\n"
          // A continuous reward (the reranker's score margin) from one in-sample reranker: few ties.
          "[reward]\ntrain_knowledge = \"profile\"\nfolds = 1\nmetric = \"margin\"\n"

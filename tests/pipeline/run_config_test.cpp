@@ -70,6 +70,24 @@ TEST(RunConfig, UnknownKeysNameTheFileSectionAndKey) {
   EXPECT_NE(nested.find("rank"), std::string::npos) << nested;
 }
 
+TEST(RunConfig, KeysTheChosenModeWouldIgnoreAreRefused) {
+  auto error = [](const std::string& text) {
+    return error_of([&] { RunConfig::from_file(ConfigFile::parse(text, "mode.toml")); });
+  };
+  std::string e = error("[sft]\nenabled = false\nlr = 0.001\n");
+  EXPECT_NE(e.find("mode.toml [sft]: lr is a setting of enabled = true"), std::string::npos) << e;
+  e = error("[dpo]\nfinetune = \"full\"\n[dpo.lora]\nr = 8\n");
+  EXPECT_NE(e.find("mode.toml [dpo.lora]: r is a setting of finetune = \"lora\""), std::string::npos) << e;
+  e = error("[sft]\nenabled = true\nfinetune = \"full\"\n[sft.lora]\nalpha = 8\n");
+  EXPECT_NE(e.find("alpha is a setting of finetune = \"lora\""), std::string::npos) << e;
+  e = error("[reward]\nmodel = \"card\"\nmetric = \"map\"\n");
+  EXPECT_NE(e.find("metric is a setting of the reranker reward models"), std::string::npos) << e;
+  // The same keys in the mode that reads them are fine.
+  EXPECT_NO_THROW(RunConfig::from_file(ConfigFile::parse("[sft]\nenabled = true\nlr = 0.001\n[dpo]\nfinetune = \"lora\"\n"
+                                                         "[dpo.lora]\nr = 8\n[reward]\nmodel = \"prm\"\nmetric = \"map\"\n",
+                                                         "mode.toml")));
+}
+
 TEST(RunConfig, TheRerankVerbsConfigReadsAsTheRunsSections) {
   const ConfigFile file = ConfigFile::load(source_dir() / "configs" / "rerank-ml100k.toml");
   EXPECT_EQ(read_rerank_section(file.section("rerank"), true).knowledge, "profile");
