@@ -2,9 +2,9 @@
 # The test suite under sanitizers (clang).
 #   scripts/sanitize.sh            ASan + UBSan: builds build-san/ (shared with scripts/fuzz.sh) and
 #                                  runs the whole ctest suite in it
-#   scripts/sanitize.sh thread     TSan: builds build-tsan/ and runs the tests that train or run jobs
-#                                  side by side (threads and worker processes): RunIsolated.*,
-#                                  SideBySide.*, RunParallel.*, Run*.* of the pipeline, Fuzz replays excluded
+#   scripts/sanitize.sh thread     TSan: builds build-tsan/ and runs the tests that train models or run
+#                                  jobs side by side (threads and worker processes): RunIsolated.*,
+#                                  SideBySide.*, RerankTrain.SideBySide*
 #   extra arguments go to ctest (e.g. -R Tokenizer)
 # libtorch, OpenBLAS and libgomp are not built with sanitizers: their own findings are suppressed by
 # library name (scripts/sanitizers/*.supp); nothing of this project's code is.
@@ -29,9 +29,9 @@ else
   BUILD="${RLRF_TSAN_BUILD_DIR:-$ROOT/build-tsan}"
   cmake -S "$ROOT" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER=clang++ \
     -DRLRF_SANITIZE=thread -DRLRF_BUILD_BENCH=OFF >/dev/null
-  cmake --build "$BUILD" -j "$JOBS" --target test_runtime test_rerank test_pipeline rlrf
+  cmake --build "$BUILD" -j "$JOBS" --target test_runtime test_rerank
   export TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1:suppressions=$SUPP/tsan.supp"
-  FILTER=(-R 'RunIsolated|SideBySide|RunParallel|Resume|RunRounds|Run\.')
+  FILTER=(-R 'RunIsolated|SideBySide|RunParallel')
 fi
 say "ctest in $BUILD ($MODE)"
 cd "$BUILD" && ctest -j "$JOBS" --output-on-failure "${FILTER[@]}" "$@"
