@@ -5,11 +5,11 @@
 
 #include <algorithm>
 #include <nlohmann/json.hpp>
-#include <type_traits>
 
 #include "text/chat_template.h"
 #include "util/error.h"
 #include "util/files.h"
+#include "util/json_reader.h"
 #include "util/strings.h"
 
 namespace rlrf {
@@ -168,32 +168,21 @@ std::vector<PreferencePair> read_llamafactory_pairs(const Tokenizer& tok, const 
   const std::string where_entry = fmt::format("'{}' dataset '{}'", info_path.string(), name);
   RLRF_CHECK(entry.is_object() && entry.contains("file_name") && entry["file_name"].is_string(),
              "{}: needs file_name (a string)", where_entry);
-  // A setting of the entry: absent, or of the type asked for.
-  auto setting = [&](const json& obj, const char* key, auto fallback, const char* where_obj) {
-    using T = decltype(fallback);
-    if (!obj.contains(key) || obj[key].is_null()) return fallback;
-    const json& v = obj[key];
-    if constexpr (std::is_same_v<T, bool>) {
-      RLRF_CHECK(v.is_boolean(), "{}: \"{}\" should be true or false, got {}", where_obj, key, v.dump());
-    } else {
-      RLRF_CHECK(v.is_string(), "{}: \"{}\" should be a string, got {}", where_obj, key, v.dump());
-    }
-    return v.get<T>();
-  };
-  RLRF_CHECK(setting(entry, "ranking", false, where_entry.c_str()),
-             "{}: \"ranking\": true is missing (not a preference dataset)", where_entry);
-  const std::string formatting = setting(entry, "formatting", std::string("alpaca"), where_entry.c_str());
+  const JsonReader settings{entry, where_entry};
+  RLRF_CHECK(settings.get_bool("ranking", false), "{}: \"ranking\": true is missing (not a preference dataset)", where_entry);
+  const std::string formatting = settings.get_string("formatting", "alpaca");
   RLRF_CHECK(formatting == "alpaca", "{}: formatting '{}' is not read (alpaca only)", where_entry, formatting);
   std::string col_prompt = "instruction", col_query = "input", col_chosen = "chosen", col_rejected = "rejected", col_system;
   if (entry.contains("columns")) {
     const json& c = entry["columns"];
     const std::string where_columns = where_entry + " columns";
     RLRF_CHECK(c.is_object(), "{}: should be an object naming the columns, got {}", where_columns, c.dump());
-    col_prompt = setting(c, "prompt", col_prompt, where_columns.c_str());
-    col_query = setting(c, "query", col_query, where_columns.c_str());
-    col_chosen = setting(c, "chosen", col_chosen, where_columns.c_str());
-    col_rejected = setting(c, "rejected", col_rejected, where_columns.c_str());
-    col_system = setting(c, "system", col_system, where_columns.c_str());
+    const JsonReader columns{c, where_columns};
+    col_prompt = columns.get_string("prompt", col_prompt);
+    col_query = columns.get_string("query", col_query);
+    col_chosen = columns.get_string("chosen", col_chosen);
+    col_rejected = columns.get_string("rejected", col_rejected);
+    col_system = columns.get_string("system", col_system);
   }
   const fs::path file = dir / entry["file_name"].get<std::string>();
   json rows;

@@ -17,6 +17,7 @@
 #include "llm/sampler.h"
 #include "util/config.h"
 #include "util/error.h"
+#include "util/json_reader.h"
 #include "util/files.h"
 #include "util/log.h"
 #include "util/strings.h"
@@ -222,33 +223,22 @@ LoraConfig read_lora_config(const fs::path& dir) {
   RLRF_CHECK(pt && pt->is_string() && pt->get<std::string>() == "LORA", "'{}': peft_type is {}, not \"LORA\"", where,
              pt ? pt->dump() : "missing");
   LoraConfig c;
-  auto number = [&](const char* key) {
-    const json* v = get(key);
-    RLRF_CHECK(v->is_number(), "'{}': \"{}\" should be a number, got {}", where, key, v->dump());
-    return v->get<double>();
-  };
-  auto flag = [&](const char* key) {
-    const json* v = get(key);
-    RLRF_CHECK(v->is_boolean(), "'{}': \"{}\" should be true or false, got {}", where, key, v->dump());
-    return v->get<bool>();
-  };
+  const JsonReader in{j, where};
   const json* r = get("r");
   RLRF_CHECK(r && r->is_number_integer() && r->get<int64_t>() > 0 && r->get<int64_t>() <= 65536,
              "'{}': \"r\" should be a whole number from 1 to 65536", where);
   c.r = r->get<int64_t>();
-  RLRF_CHECK(get("lora_alpha"), "'{}': \"lora_alpha\" is missing", where);
-  c.alpha = number("lora_alpha");
-  if (get("lora_dropout")) {
-    c.dropout = number("lora_dropout");
-    RLRF_CHECK(c.dropout >= 0 && c.dropout < 1, "'{}': \"lora_dropout\" should be in [0, 1), got {}", where, c.dropout);
-  }
-  if (get("use_rslora")) c.use_rslora = flag("use_rslora");
-  if (get("use_dora")) RLRF_CHECK(!flag("use_dora"), "'{}': DoRA adapters (use_dora) are not supported", where);
+  RLRF_CHECK(in.has("lora_alpha"), "'{}': \"lora_alpha\" is missing", where);
+  c.alpha = in.get_double("lora_alpha", 0);
+  c.dropout = in.get_double("lora_dropout", c.dropout);
+  RLRF_CHECK(c.dropout >= 0 && c.dropout < 1, "'{}': \"lora_dropout\" should be in [0, 1), got {}", where, c.dropout);
+  c.use_rslora = in.get_bool("use_rslora", c.use_rslora);
+  RLRF_CHECK(!in.get_bool("use_dora", false), "'{}': DoRA adapters (use_dora) are not supported", where);
   if (const json* b = get("bias")) {
     RLRF_CHECK(b->is_string() && b->get<std::string>() == "none", "'{}': bias {} is not supported (only \"none\")", where,
                b->dump());
   }
-  if (get("fan_in_fan_out")) RLRF_CHECK(!flag("fan_in_fan_out"), "'{}': fan_in_fan_out = true is not supported", where);
+  RLRF_CHECK(!in.get_bool("fan_in_fan_out", false), "'{}': fan_in_fan_out = true is not supported", where);
   for (const char* key : {"rank_pattern", "alpha_pattern"}) {
     if (const json* p = get(key)) RLRF_CHECK(p->empty(), "'{}': {} is not supported", where, key);
   }
