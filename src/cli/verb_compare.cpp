@@ -33,7 +33,7 @@ const rlrf::RowResult& pick(const rlrf::ExperimentResults& r, const std::string&
   return *found;
 }
 
-int run(int argc, char** argv) {
+int run_compare(int argc, char** argv) {
   CLI::App app{"Paired comparison of reranking results: A - B per metric with the paired std over common seeds and a\n"
                "sign test over users. Rows are matched by name and model; with --row-a/--row-b any two rows.\n\n"
                "examples:\n  rlrf compare runs/a/results.json runs/b/results.json\n"
@@ -72,6 +72,6 @@ int run(int argc, char** argv) {
   return 0;
 }
 
-rlrf::cli::VerbRegistration reg({"compare", "paired comparison of two results files (mean diff, paired std, sign test)", 70, run});
+rlrf::cli::VerbRegistration reg_compare({"compare", "paired comparison of two results files (mean diff, paired std, sign test)", 70, run_compare});
 
 }  // namespace

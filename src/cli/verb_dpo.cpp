@@ -39,7 +39,7 @@ std::string dataset_of_file(const std::filesystem::path& file) {
   rlrf::fail("'{}' registers no dataset with file_name \"{}\"", info_path.string(), file.filename().string());
 }
 
-int run(int argc, char** argv) {
+int run_dpo(int argc, char** argv) {
   const rlrf::DpoConfig defaults;
   CLI::App app{fmt::format("DPO on preference pairs: TRL JSONL (prompt/chosen/rejected as strings or message lists; the prompt may be\n"
                            "implicit) or a LLaMA-Factory ranking dataset (a directory with dataset_info.json, or its .json file).\n"
@@ -146,7 +146,7 @@ int run(int argc, char** argv) {
   return 0;
 }
 
-rlrf::cli::VerbRegistration reg({"dpo", "DPO on preference pairs (TRL JSONL, LLaMA-Factory) -> PEFT adapter or full model", 50,
-                                 run});
+rlrf::cli::VerbRegistration reg_dpo({"dpo", "DPO on preference pairs (TRL JSONL, LLaMA-Factory) -> PEFT adapter or full model", 50,
+                                 run_dpo});
 
 }  // namespace

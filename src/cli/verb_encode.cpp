@@ -50,7 +50,7 @@ std::vector<json> read_input(const std::string& path) {
   return rows;
 }
 
-int run(int argc, char** argv) {
+int run_encode(int argc, char** argv) {
   CLI::App app{
       "Encode texts into knowledge vectors: one JSON line {\"text\", ..., \"vector\": [...]} per text.\n"
       "The paper's encoder is BERT (mean-pooled last hidden states); --model takes any BERT-family\n"
@@ -132,6 +132,6 @@ int run(int argc, char** argv) {
   return 0;
 }
 
-rlrf::cli::VerbRegistration reg({"encode", "knowledge texts to vectors (BERT-family models, GloVe, hashing)", 22, run});
+rlrf::cli::VerbRegistration reg_encode({"encode", "knowledge texts to vectors (BERT-family models, GloVe, hashing)", 22, run_encode});
 
 }  // namespace

@@ -12,7 +12,7 @@
 
 namespace {
 
-int run(int argc, char** argv) {
+int run_export(int argc, char** argv) {
   CLI::App app{"Write a policy that other engines load: hf (merged checkpoint: config.json, model.safetensors, tokenizer files;\n"
                "transformers, vLLM, SGLang), peft (one LoRA adapter on the base its adapter_config.json names, the LoRA SFT and\n"
                "every round folded in; a full SFT model is written beside it as base/), gguf (llama.cpp, Ollama; f32 or f16).\n\n"
@@ -53,6 +53,6 @@ int run(int argc, char** argv) {
   return 0;
 }
 
-rlrf::cli::VerbRegistration reg({"export", "a run's policy (or a model) as a merged HF checkpoint, one PEFT adapter, or GGUF", 65, run});
+rlrf::cli::VerbRegistration reg_export({"export", "a run's policy (or a model) as a merged HF checkpoint, one PEFT adapter, or GGUF", 65, run_export});
 
 }  // namespace

@@ -110,7 +110,7 @@ static std::vector<rlrf::llm::Completion> generate_through_server(const rlrf::ll
   return out;
 }
 
-static int run(int argc, char** argv) {
+static int run_generate(int argc, char** argv) {
   CLI::App app{
       "Generate text with a Llama-family model (Llama, Mistral, Qwen2) from a Hugging Face directory.\n"
       "One prompt and -n 1 streams the text as it is generated; --json prints one JSON object per\n"
@@ -235,4 +235,4 @@ static int run(int argc, char** argv) {
   return 0;
 }
 
-static rlrf::cli::VerbRegistration reg({"generate", "generate text with an LLM (stream, batch, JSON lines)", 30, run});
+static rlrf::cli::VerbRegistration reg_generate({"generate", "generate text with an LLM (stream, batch, JSON lines)", 30, run_generate});

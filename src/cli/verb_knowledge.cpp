@@ -10,7 +10,7 @@
 #include "knowledge/knowledge.h"
 #include "util/error.h"
 
-static int run(int argc, char** argv) {
+static int run_knowledge(int argc, char** argv) {
   CLI::App app{"Print knowledge texts of a prepared dataset for inspection.\n"
                "example: rlrf knowledge --prepared runs/ml100k/prepared.bin --source profile --limit 3\n"
                "         rlrf knowledge --prepared runs/ml100k/prepared.bin --items --item-source metadata --limit 5",
@@ -71,4 +71,4 @@ static int run(int argc, char** argv) {
   return 0;
 }
 
-static rlrf::cli::VerbRegistration reg({"knowledge", "print user/item knowledge texts for inspection", 15, run});
+static rlrf::cli::VerbRegistration reg_knowledge({"knowledge", "print user/item knowledge texts for inspection", 15, run_knowledge});

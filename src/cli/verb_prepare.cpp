@@ -10,7 +10,7 @@
 #include "util/files.h"
 #include "util/log.h"
 
-static int run(int argc, char** argv) {
+static int run_prepare(int argc, char** argv) {
   CLI::App app{"Load a dataset, split users, build rerank lists; writes OUT/prepared.bin.\n"
                "example: rlrf prepare --dataset ml-100k --setting kar --seed 42 --out runs/ml100k",
                "rlrf prepare"};
@@ -51,4 +51,4 @@ static int run(int argc, char** argv) {
   return 0;
 }
 
-static rlrf::cli::VerbRegistration reg({"prepare", "load a dataset, split users, build rerank lists", 10, run});
+static rlrf::cli::VerbRegistration reg_prepare({"prepare", "load a dataset, split users, build rerank lists", 10, run_prepare});

@@ -28,7 +28,7 @@ namespace {
 
 std::string model_title(const std::string& m) { return m == "dlcm" ? "DLCM" : "PRM"; }
 
-int run(int argc, char** argv) {
+int run_rerank(int argc, char** argv) {
   CLI::App app{"Train and evaluate the rerankers (DLCM / PRM) without and with knowledge over seeds; print test-user\n"
                "MAP@K and NDCG@K (K = 1, 3, 5, 7, 10) beside the list-order and popularity baselines; write\n"
                "OUT/rerank_results.json (per-seed values, per-user metrics). A --config is read as a run's: [rerank]\n"
@@ -182,4 +182,4 @@ int run(int argc, char** argv) {
 
 }  // namespace
 
-static rlrf::cli::VerbRegistration reg({"rerank", "train/evaluate DLCM and PRM rerankers with and without knowledge", 20, run});
+static rlrf::cli::VerbRegistration reg_rerank({"rerank", "train/evaluate DLCM and PRM rerankers with and without knowledge", 20, run_rerank});

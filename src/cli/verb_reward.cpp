@@ -24,7 +24,7 @@
 
 namespace {
 
-int run(int argc, char** argv) {
+int run_reward(int argc, char** argv) {
   CLI::App app{"Rewards of knowledge texts from the recommender: a reranker trained on the train users (with [reward]\n"
                "train_knowledge: each user's first response, or profile summaries) scores every train user's responses by\n"
                "mean NDCG@K (or MAP@K) of their training lists; best/worst per user become pairs (TRL + LLaMA-Factory).\n"
@@ -108,6 +108,6 @@ int run(int argc, char** argv) {
   return 0;
 }
 
-rlrf::cli::VerbRegistration reg({"reward", "rewards of responses from the recommender, best/worst pairs exported", 40, run});
+rlrf::cli::VerbRegistration reg_reward({"reward", "rewards of responses from the recommender, best/worst pairs exported", 40, run_reward});
 
 }  // namespace

@@ -8,7 +8,7 @@
 
 namespace {
 
-int run(int argc, char** argv) {
+int run_run(int argc, char** argv) {
   CLI::App app{"Run the RLRF4Rec loop: prepare, SFT (optional), generate, reward, pairs, DPO for each round, evaluate, report.\n"
                "With no CONFIG runs the embedded demo (configs/demo.toml). Stages whose outputs are current are skipped,\n"
                "so rerunning after a crash resumes.\n\n"
@@ -35,6 +35,6 @@ int run(int argc, char** argv) {
   return 0;
 }
 
-rlrf::cli::VerbRegistration reg({"run", "the whole loop from one config (the demo with no argument)", 60, run});
+rlrf::cli::VerbRegistration reg_run({"run", "the whole loop from one config (the demo with no argument)", 60, run_run});
 
 }  // namespace

@@ -67,7 +67,7 @@ rlrf::RunConfig run_config_of(const fs::path& dir) {
   return rlrf::RunConfig::from_file(rlrf::ConfigFile::load(file));
 }
 
-int run(int argc, char** argv) {
+int run_summary(int argc, char** argv) {
   CLI::App app{"One table over finished runs: DPO settings, test users' card accuracy per round, test NDCG@5 per round,\n"
                "the last round against KAR (paired over users) and DPO's held-out pair accuracy.\n\n"
                "examples:\n  rlrf summary runs/misaligned runs/clean\n  rlrf summary runs/sweep/*",
@@ -118,6 +118,6 @@ int run(int argc, char** argv) {
   return 0;
 }
 
-rlrf::cli::VerbRegistration reg({"summary", "one table over finished runs (card accuracy, NDCG@5 by round, held-out pairs)", 75, run});
+rlrf::cli::VerbRegistration reg_summary({"summary", "one table over finished runs (card accuracy, NDCG@5 by round, held-out pairs)", 75, run_summary});
 
 }  // namespace

@@ -30,7 +30,7 @@ static std::vector<int32_t> parse_ids(const std::vector<std::string>& args) {
   return ids;
 }
 
-static int run(int argc, char** argv) {
+static int run_tokenize(int argc, char** argv) {
   CLI::App app{
       "Print the token ids of TEXT as one JSON array, or with --decode the text of ids.\n"
       "examples:\n"
@@ -75,5 +75,5 @@ static int run(int argc, char** argv) {
   return 0;
 }
 
-static rlrf::cli::VerbRegistration reg({"tokenize", "text to token ids (or --decode ids to text) with a tokenizer.json",
-                                        90, run});
+static rlrf::cli::VerbRegistration reg_tokenize({"tokenize", "text to token ids (or --decode ids to text) with a tokenizer.json",
+                                        90, run_tokenize});

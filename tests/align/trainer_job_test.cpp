@@ -45,7 +45,7 @@ TrainerJob sample_job(const fs::path& dir) {
   return job;
 }
 
-const Tokenizer& tinystories() {
+const Tokenizer& tinystories_tokenizer() {
   static const Tokenizer tok = Tokenizer::load(shared_dir() / "models" / "tinystories-656k");
   return tok;
 }
@@ -180,7 +180,7 @@ TEST(TrainerJob, DatasetRowsAndInfoAreLlamaFactoryRanking) {
 
   if (shared_dir().empty()) GTEST_SKIP() << "no shared directory (tokenizer)";
   // Read back as tokens: the prompt as the run renders it, answers ending with the end-of-turn token.
-  const Tokenizer& tok = tinystories();
+  const Tokenizer& tok = tinystories_tokenizer();
   PairReadOptions read;
   read.chat_template = "none";
   PairFileStats stats;
@@ -232,7 +232,7 @@ TEST(PairFiles, CutoffCutsAnswersFirstAndCountsTheCutPairs) {
   PairReadOptions read;
   read.cutoff_len = 12;
   PairFileStats stats;
-  std::vector<PreferencePair> got = read_trl_pairs(tinystories(), dir / "p.jsonl", read, &stats);
+  std::vector<PreferencePair> got = read_trl_pairs(tinystories_tokenizer(), dir / "p.jsonl", read, &stats);
   EXPECT_EQ(stats.pairs, 2);
   EXPECT_EQ(stats.cut, 1);
   EXPECT_GT(stats.longest, 12);
@@ -241,7 +241,7 @@ TEST(PairFiles, CutoffCutsAnswersFirstAndCountsTheCutPairs) {
 
 TEST(PairFiles, TrlStandardPromptIsRawTextAndImplicitPromptsAreAccepted) {
   if (shared_dir().empty()) GTEST_SKIP() << "no shared directory (tokenizer)";
-  const Tokenizer& tok = tinystories();
+  const Tokenizer& tok = tinystories_tokenizer();
   const int32_t eos = tok.eos_ids().front();
   fs::path dir = fresh_temp_dir("pairs_trl");
   write_file_atomic(dir / "p.jsonl",

@@ -49,7 +49,7 @@ void fill(const fs::path& file, uint64_t leave) {
   }
 }
 
-std::string small_run(const fs::path& dir) {
+std::string storage_run_config(const fs::path& dir) {
   return "[run]\ndir = \"" + dir.string() + "\"\nrounds = 1\nmax_users = 16\n"
          "[prepare]\ndataset = \"ml-100k\"\nsetting = \"kar\"\n"
          "[model]\npath = \"{shared}/models/tinystories-656k\"\nchat_template = \"none\"\n"
@@ -70,7 +70,7 @@ TEST(Storage, DiskFullAndReadOnlyStopClearlyAndResume) {
   Tmpfs disk(base / "mnt", "size=64m");
   if (!disk.mounted) GTEST_SKIP() << "cannot mount a tmpfs for the run directory here (" << disk.why << "; needs root)";
   const fs::path run = disk.dir / "run", config = base / "run.toml";
-  write_file_atomic(config, small_run(run));
+  write_file_atomic(config, storage_run_config(run));
   auto [rc0, log0] = run_rlrf(config, base / "first.log", "--until generate");
   ASSERT_EQ(rc0, 0) << log0;
   const int64_t round0 = RunStore(run / "run.sqlite").count_responses(0);
