@@ -21,6 +21,8 @@
 
 #include "llm/checkpoint.h"
 #include "llm/generate.h"
+#include "llm/sampler.h"
+#include "llm/single_stream.h"
 #include "util/files.h"
 #include "runtime/runtime.h"
 #include "util/strings.h"
@@ -142,38 +144,71 @@ int main(int argc, char** argv) {
     for (int64_t b : parse_list(batches)) {
       for (int64_t per_prompt : {int64_t{1}, int64_t{4}}) {
         if (per_prompt > b) continue;
-        // Distinct prompts (one token differs per prompt); with 4 per prompt, the 4 samples of a
-        // prompt share its prefill, as the N responses of one user do in the RLRF loop.
-        std::vector<GenerateRequest> reqs;
-        for (int64_t i = 0; i < b; ++i) {
-          std::vector<int32_t> p = prompt;
-          p.back() = static_cast<int32_t>(100 + (i / per_prompt) % 1000);
-          reqs.push_back({p, i % per_prompt});
+        // One fp32 stream: the plain-C++ single-stream step (the default), then the ATen path beside it.
+        const bool two_paths = b == 1 && o.dtype == at::kFloat;
+        for (bool single : {true, false}) {
+          if (!single && !two_paths) continue;
+          // Distinct prompts (one token differs per prompt); with 4 per prompt, the 4 samples of a
+          // prompt share its prefill, as the N responses of one user do in the RLRF loop.
+          std::vector<GenerateRequest> reqs;
+          for (int64_t i = 0; i < b; ++i) {
+            std::vector<int32_t> p = prompt;
+            p.back() = static_cast<int32_t>(100 + (i / per_prompt) % 1000);
+            reqs.push_back({p, i % per_prompt});
+          }
+          GenerateOptions g;
+          g.max_new_tokens = new_tokens;
+          g.batch_size = b;
+          g.sampling.temperature = 1.0;
+          g.threads = threads;  // as asked, not generate's automatic choice
+          g.single_stream = single;
+          generate(model, reqs, g);  // warm up
+          double best = 1e30;
+          for (int rep = 0; rep < 5; ++rep) {
+            auto t0 = Clock::now();
+            generate(model, reqs, g);
+            best = std::min(best, seconds_since(t0));
+          }
+          const double tokens = static_cast<double>(b * new_tokens);
+          const double prompts = static_cast<double>(b / per_prompt);
+          const double work = tokens * flops_per_token + prompts * prefill_flops;
+          // The compute bound: the same work at the measured matmul throughput of its shapes (decode
+          // steps have b rows, the prefill b / per_prompt x P rows).
+          const double bound = tokens * flops_per_token / (matmul_gflops(config, b, o.dtype) * 1e9) +
+                               prompts * prefill_flops /
+                                   (matmul_gflops(config, std::min<int64_t>(4096, static_cast<int64_t>(prompts * P)), o.dtype) * 1e9);
+          std::printf("%-5s %6lld %9s %12.0f %12.2f %9.1f%%%s\n", std::string(dname).c_str(), static_cast<long long>(b),
+                      per_prompt == 1 ? "distinct" : "4/prompt", tokens / best, work / best / 1e9, 100.0 * bound / best,
+                      two_paths ? (single ? "  single-stream step" : "  ATen path") : "");
+          std::fflush(stdout);
         }
-        GenerateOptions g;
-        g.max_new_tokens = new_tokens;
-        g.batch_size = b;
-        g.sampling.temperature = 1.0;
-        g.threads = threads;  // as asked, not generate's automatic choice
-        generate(model, reqs, g);  // warm up
-        double best = 1e30;
-        for (int rep = 0; rep < 5; ++rep) {
-          auto t0 = Clock::now();
-          generate(model, reqs, g);
-          best = std::min(best, seconds_since(t0));
-        }
-        const double tokens = static_cast<double>(b * new_tokens);
-        const double prompts = static_cast<double>(b / per_prompt);
-        const double work = tokens * flops_per_token + prompts * prefill_flops;
-        // The compute bound: the same work at the measured matmul throughput of its shapes (decode
-        // steps have b rows, the prefill b / per_prompt x P rows).
-        const double bound = tokens * flops_per_token / (matmul_gflops(config, b, o.dtype) * 1e9) +
-                             prompts * prefill_flops /
-                                 (matmul_gflops(config, std::min<int64_t>(4096, static_cast<int64_t>(prompts * P)), o.dtype) * 1e9);
-        std::printf("%-5s %6lld %9s %12.0f %12.2f %9.1f%%\n", std::string(dname).c_str(), static_cast<long long>(b),
-                    per_prompt == 1 ? "distinct" : "4/prompt", tokens / best, work / best / 1e9, 100.0 * bound / best);
-        std::fflush(stdout);
       }
+    }
+  }
+  // Where the time of one single-stream token goes (fp32): the plain-C++ model step at the mean
+  // context, and the ATen sampler on its logits (temperature 1, as the rows above).
+  if (dtypes.find("fp32") != std::string::npos) {
+    LlamaForCausalLM model = load_model(model_dir, ModelOptions{});
+    c10::InferenceMode guard;
+    auto single = single_stream_model(*model);
+    if (single) {
+      const int64_t context = static_cast<int64_t>(ctx);
+      KVCache cache = KVCache::allocate(config, 1, context + 1, model->options().tensor_options());
+      for (at::Tensor& t : cache.keys) t.normal_();
+      for (at::Tensor& t : cache.values) t.normal_();
+      cache.length = context;
+      at::Tensor logits = at::empty({1, config.vocab_size});
+      const double step1 = best_time([&] { single_stream_step(*single, 80, context, cache, 0, 0, logits.data_ptr<float>(), 1); });
+      const double step = best_time([&] { single_stream_step(*single, 80, context, cache, 0, 0, logits.data_ptr<float>(), threads); });
+      SamplingOptions so;
+      so.temperature = 1.0;
+      std::vector<Rng> rngs(1);
+      std::vector<int32_t> tokens;
+      std::vector<float> logprobs;
+      const double sample = best_time([&] { sample_tokens(logits, so, rngs, tokens, logprobs); });
+      std::printf("\nfp32 single stream, one token at context %lld: model step %.1f us on %d threads (%.1f us on one), "
+                  "sampling %.1f us\n",
+                  static_cast<long long>(context), step * 1e6, threads, step1 * 1e6, sample * 1e6);
     }
   }
   return 0;

@@ -34,6 +34,11 @@ struct GenerateOptions {
   // below ~100 MFLOP (tiny models: threads cost more in synchronisation than they bring; bf16 goes
   // to oneDNN, which splits them well), otherwise the process's setting. Restored afterwards.
   int threads = 0;
+  // Batches of one row (and the last row of a batch) decode through llm/single_stream.h's plain
+  // C++ step when the model is fp32 on the CPU without an active adapter (a batch of one with a
+  // prompt of at most 32 tokens is prefilled through it too), on `threads` threads or, when 0, the
+  // process's setting; false: always ATen.
+  bool single_stream = true;
 };
 
 struct Completion {
