@@ -31,7 +31,7 @@ std::optional<SingleStreamModel> single_stream_model(LlamaForCausalLMImpl& model
 // logits [vocab] are written to `logits`. The caller advances cache.length once every row of the
 // batch is done (a one-row batch: after this call). The cache must be fp32, contiguous, on the CPU.
 // `threads` > 1 splits every matrix's rows and the key/value heads among that many OpenMP threads
-// (libtorch's own pool), with a barrier between the phases of a layer.
+// (libtorch's own pool), with a barrier between the phases of a layer (gcc builds; others run on one).
 void single_stream_step(SingleStreamModel& m, int32_t token, int64_t position, KVCache& cache, int64_t row,
                         int64_t first_slot, float* logits, int threads = 1);
 

@@ -1,7 +1,9 @@
 // The single-stream decoding step's arithmetic (see single_stream_kernel.h).
 #include "llm/single_stream_kernel.h"
 
+#ifdef _OPENMP
 #include <omp.h>
+#endif
 
 #include <algorithm>
 #include <cmath>
@@ -191,12 +193,14 @@ void single_stream_kernel(SingleStreamModel& m, int32_t token, int64_t position,
     auto [vb, ve] = share(c.vocab_size, t, nt);
     matvec(m.lm_head, xn, nullptr, logits, hidden, vb, ve, false);
   };
-  if (threads == 1) {
-    step(0, 1);
+#ifdef _OPENMP
+  if (threads > 1) {
+#pragma omp parallel num_threads(threads)
+    step(omp_get_thread_num(), omp_get_num_threads());
     return;
   }
-#pragma omp parallel num_threads(threads)
-  step(omp_get_thread_num(), omp_get_num_threads());
+#endif
+  step(0, 1);  // one thread (or a build without OpenMP)
 }
 
 }  // namespace rlrf::llm
