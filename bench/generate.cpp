@@ -206,9 +206,12 @@ int main(int argc, char** argv) {
       std::vector<int32_t> tokens;
       std::vector<float> logprobs;
       const double sample = best_time([&] { sample_tokens(logits, so, rngs, tokens, logprobs); });
+      at::Tensor logits64 = at::randn({64, config.vocab_size}) * 3;
+      std::vector<Rng> rngs64(64);
+      const double sample64 = best_time([&] { sample_tokens(logits64, so, rngs64, tokens, logprobs); });
       std::printf("\nfp32 single stream, one token at context %lld: model step %.1f us on %d threads (%.1f us on one), "
-                  "sampling %.1f us\n",
-                  static_cast<long long>(context), step * 1e6, threads, step1 * 1e6, sample * 1e6);
+                  "sampling %.1f us (64 rows: %.1f us)\n",
+                  static_cast<long long>(context), step * 1e6, threads, step1 * 1e6, sample * 1e6, sample64 * 1e6);
     }
   }
   return 0;
