@@ -39,6 +39,9 @@ std::vector<std::string> most_frequent(const std::map<std::string, int>& counts,
   return out;
 }
 
+// "1990s" for an item of 1995; empty when the year is unknown.
+std::string decade_of(const ItemInfo& item) { return item.year > 0 ? fmt::format("{}s", item.year / 10 * 10) : ""; }
+
 bool same(std::string_view a, std::string_view b) { return to_lower(trim(a)) == to_lower(trim(b)); }
 
 const char* const kRaters[] = {"generous", "moderate", "critical"};
@@ -80,7 +83,7 @@ KnowledgeCard user_card(const PreparedData& data, int32_t user, int shown_items)
       if (r > ds.positive_above) ++high[g];
       else if (r < ds.positive_above) ++low[g];
     }
-    if (item.year > 0) ++decades[fmt::format("{}s", item.year / 10 * 10)];
+    if (item.year > 0) ++decades[decade_of(item)];
     if (best < 0 || r >= seq.ratings[static_cast<size_t>(best)]) best = i;  // ties: the more recent
   }
   card.liked = most_frequent(high, 2);
@@ -174,7 +177,7 @@ CardVocabulary card_vocabulary(const PreparedData& data) {
   for (int32_t i : catalog_items(data.dataset)) {
     const ItemInfo& item = data.dataset.items.at(static_cast<size_t>(i));
     for (const std::string& g : item_genres(item)) genres.insert(g);
-    if (item.year > 0) eras.insert(fmt::format("{}s", item.year / 10 * 10));
+    if (item.year > 0) eras.insert(decade_of(item));
     if (!item.title.empty()) titles.insert(item.title);
   }
   return {{genres.begin(), genres.end()}, {eras.begin(), eras.end()}, {titles.begin(), titles.end()}};
@@ -206,7 +209,7 @@ KnowledgeCard noisy_card(const KnowledgeCard& card, double p, const CardVocabula
   return out;
 }
 
-double plant_card_labels(PreparedData& data, const std::vector<KnowledgeCard>& cards) {
+double plant_card_labels(PreparedData& data, const std::vector<KnowledgeCard>& cards, PlantedRule rule) {
   RLRF_CHECK(cards.size() == data.sequences.size(), "plant_card_labels: {} cards for {} users", cards.size(),
              data.sequences.size());
   int64_t positive = 0, total = 0;
@@ -214,12 +217,19 @@ double plant_card_labels(PreparedData& data, const std::vector<KnowledgeCard>& c
     const KnowledgeCard& card = cards.at(static_cast<size_t>(l.user));
     if (!card.liked.empty()) {
       for (size_t i = 0; i < l.items.size(); ++i) {
+        const ItemInfo& item = data.dataset.items.at(static_cast<size_t>(l.items[i]));
         bool liked = false, disliked = false;
-        for (const std::string& g : item_genres(data.dataset.items.at(static_cast<size_t>(l.items[i])))) {
+        for (const std::string& g : item_genres(item)) {
           for (const std::string& x : card.liked) liked = liked || same(g, x);
           for (const std::string& x : card.disliked) disliked = disliked || same(g, x);
         }
-        l.labels[i] = liked && !disliked ? 1 : 0;
+        bool positive_item = liked;
+        if (rule == PlantedRule::kEveryStatement && !card.era.empty()) {
+          const bool era = decade_of(item) == card.era;
+          if (card.rater == "generous") positive_item = liked || era;
+          else if (card.rater == "moderate") positive_item = liked && era;
+        }
+        l.labels[i] = positive_item && !disliked ? 1 : 0;
       }
     }
     for (uint8_t y : l.labels) positive += y;

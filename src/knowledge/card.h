@@ -66,10 +66,22 @@ CardVocabulary card_vocabulary(const PreparedData& data);
 // The draws come from a stream of (seed, user): the same inputs give the same card.
 KnowledgeCard noisy_card(const KnowledgeCard& card, double p, const CardVocabulary& vocab, uint64_t seed, int32_t user);
 
-// Planted labels ([prepare] labels = "card"): every item of every list of a user with a card is
-// relabelled positive when one of its genres (category) is among the card's liked genres and none is
-// its disliked genre, else negative. Users whose card states no liked genre keep their labels.
-// `cards` is indexed by user. Returns the share of positive labels after planting.
-double plant_card_labels(PreparedData& data, const std::vector<KnowledgeCard>& cards);
+// Planted labels: every item of every list of a user with a card is relabelled from the card. Users
+// whose card states no liked genre keep their labels. `cards` is indexed by user.
+enum class PlantedRule {
+  // [prepare] labels = "card": positive when one of the item's genres (category) is among the card's
+  // liked genres and none is its disliked genre. Only the genre statements rank the lists.
+  kGenres,
+  // [prepare] labels = "card-all": every statement but the favourite ranks the lists. With
+  //   L = one of the item's genres is liked, E = the item's decade is the card's era,
+  //   D = one of the item's genres is the disliked one,
+  // an item is positive when not D and: generous rater: L or E; moderate: L and E; critical: L
+  // (a card without era or rater falls back to L). Each rater orders a list differently, so a
+  // recommender can only rank well with the right rater, era and genres.
+  kEveryStatement,
+};
+// Returns the share of positive labels after planting.
+double plant_card_labels(PreparedData& data, const std::vector<KnowledgeCard>& cards,
+                         PlantedRule rule = PlantedRule::kGenres);
 
 }  // namespace rlrf

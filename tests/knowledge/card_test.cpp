@@ -130,3 +130,35 @@ TEST(Card, PlantedLabelsFollowTheLikedAndDislikedGenres) {
   EXPECT_EQ(p.lists[0].labels, (std::vector<uint8_t>{1, 0, 1, 1, 0, 1}));
   EXPECT_THROW(plant_card_labels(p, {}), Error);
 }
+
+// labels = "card-all": the rater says how genres and era combine (generous: either, moderate: both,
+// critical: genres only), the disliked genre always vetoes; hand-computed for the card above.
+TEST(Card, PlantedLabelsFromEveryStatementFollowRaterEraAndGenres) {
+  PreparedData p = one_user();
+  p.dataset.items.push_back(item("Chinatown", 1974, {"Crime", "Film-Noir", "Mystery"}));
+  const KnowledgeCard moderate = user_card(p, 0, 4);  // Crime, Thriller; Horror; 1990s; moderate
+  ASSERT_EQ(moderate.rater, "moderate");
+  RerankList l;
+  l.user = 0;
+  // liked genre / 1990s: Toy Story -/E, Heat L/E, Jaws 2 L/- but Horror, Casablanca -/-, Fargo L/E,
+  // Airplane! -/-, Chinatown L/-.
+  l.items = {0, 1, 2, 3, 4, 5, 6};
+  l.labels.assign(7, 0);
+  p.lists = {l};
+  auto planted = [&](KnowledgeCard card, PlantedRule rule) {
+    plant_card_labels(p, {card}, rule);
+    return p.lists[0].labels;
+  };
+  using Labels = std::vector<uint8_t>;
+  EXPECT_EQ(planted(moderate, PlantedRule::kEveryStatement), (Labels{0, 1, 0, 0, 1, 0, 0}));
+  KnowledgeCard generous = moderate, critical = moderate, no_era = moderate;
+  generous.rater = "generous";
+  critical.rater = "critical";
+  no_era.era.clear();
+  EXPECT_EQ(planted(generous, PlantedRule::kEveryStatement), (Labels{1, 1, 0, 0, 1, 0, 1}));
+  EXPECT_EQ(planted(critical, PlantedRule::kEveryStatement), (Labels{0, 1, 0, 0, 1, 0, 1}));
+  EXPECT_EQ(planted(no_era, PlantedRule::kEveryStatement), (Labels{0, 1, 0, 0, 1, 0, 1}));
+  // The genre rule ignores era and rater.
+  EXPECT_EQ(planted(generous, PlantedRule::kGenres), (Labels{0, 1, 0, 0, 1, 0, 1}));
+  EXPECT_EQ(planted(moderate, PlantedRule::kGenres), (Labels{0, 1, 0, 0, 1, 0, 1}));
+}
