@@ -37,6 +37,7 @@
 
 #include "align/dpo.h"
 #include "align/sft.h"
+#include "peer.h"
 #include "llm/lora.h"
 #include "runtime/runtime.h"
 #include "util/log.h"
@@ -255,17 +256,11 @@ int main(int argc, char** argv) {
                 RLRF_SOURCE_DIR, pass, tune, dtype, threads, shape->hidden, shape->layers, shape->heads,
                 shape->kv_heads, shape->intermediate, shape->vocab, shape->rope_theta, n_pairs, prompt_tokens,
                 response_tokens, batch, accum);
-            FILE* f = popen(cmd.c_str(), "r");
-            std::string out;
-            char buf[4096];
-            while (f && fgets(buf, sizeof buf, f)) out += buf;
-            const int status = f ? pclose(f) : -1;
             try {
-              if (status != 0) throw std::runtime_error("exit status " + std::to_string(status));
-              nlohmann::json j = nlohmann::json::parse(out);
+              nlohmann::json j = nlohmann::json::parse(run_peer(cmd));
               theirs = {j.at("seconds").get<double>(), j.at("tokens").get<int64_t>()};
             } catch (const std::exception& e) {
-              std::fprintf(stderr, "peer failed (%s): %s\n%s\n", e.what(), cmd.c_str(), out.c_str());
+              std::fprintf(stderr, "peer failed: %s\n", e.what());
               return 1;
             }
           }
