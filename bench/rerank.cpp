@@ -6,6 +6,7 @@
 // threads, and prints the ratio of training lists per second (fp32 against the peer's fp32; the
 // peer always runs fp32, so a bf16 row's ratio is an extra, not the comparison).
 //   usage: bench_rerank [epochs=2] [threads=1] [device=cpu] [dtype=fp32] [setting=kar] [--no-peer]
+//          [--models dlcm,prm] [--knowledge none,profile]
 // threads: intra-op threads of the one training timed at a time (the library's default is 1 on
 // CPU: see RerankTrainConfig::threads). dtype bf16: mixed-precision matmuls (RerankTrainConfig::dtype).
 #include <ATen/ATen.h>
@@ -28,6 +29,7 @@
 #include "rerank/knowledge_vectors.h"
 #include "rerank/reranker.h"
 #include "util/files.h"
+#include "util/strings.h"
 #include "util/log.h"
 #include "runtime/runtime.h"
 
@@ -89,9 +91,12 @@ size_t write_peer_inputs(const std::filesystem::path& dir, const PreparedData& d
 int main(int argc, char** argv) {
   std::vector<std::string> args;
   bool peer = true;
+  std::string models = "dlcm,prm", knowledge = "none,profile";
   for (int i = 1; i < argc; ++i) {
-    if (std::string(argv[i]) == "--no-peer") peer = false;
-    else args.push_back(argv[i]);
+    const std::string a = argv[i];
+    if (a == "--no-peer") peer = false;
+    else if ((a == "--models" || a == "--knowledge") && i + 1 < argc) (a == "--models" ? models : knowledge) = argv[++i];
+    else args.push_back(a);
   }
   auto arg = [&](size_t i, const char* fallback) { return i < args.size() ? args[i] : std::string(fallback); };
   const int epochs = std::stoi(arg(0, "2"));
@@ -118,8 +123,10 @@ int main(int argc, char** argv) {
                 static_cast<long long>(kv.item.size(0)), enc);
     const std::filesystem::path peer_dir = fresh_temp_dir("bench_rerank_peer");
     if (peer) std::printf("peer: %zu training lists of the list size\n", write_peer_inputs(peer_dir, data, kv));
-    for (const char* model : {"dlcm", "prm"}) {
-      for (bool with : {false, true}) {
+    for (const std::string_view model_name : split(models, ",")) {
+      const std::string model(model_name);
+      for (const std::string_view kind : split(knowledge, ",")) {
+        const bool with = kind == "profile";
         RerankTrainConfig c;
         c.model = model;
         c.epochs = epochs;
@@ -136,7 +143,7 @@ int main(int argc, char** argv) {
         }
         const double n = static_cast<double>(r.history.size());
         const double lists_per_s = static_cast<double>(n_train) * n / train;
-        std::printf("%-4s %-26s %7.2f s/epoch training (%.2f s with validation), %.0f lists/s\n", model,
+        std::printf("%-4s %-26s %7.2f s/epoch training (%.2f s with validation), %.0f lists/s\n", model.c_str(),
                     with ? "with profile knowledge" : "without knowledge", train / n, total / n, lists_per_s);
         if (peer) {
           const std::string cmd =
@@ -149,7 +156,7 @@ int main(int argc, char** argv) {
             seconds += j.at("seconds").get<double>();
             lists += j.at("lists").get<double>();
           }
-          std::printf("%-4s %-26s peer (KAR's PyTorch, fp32): %.0f lists/s; rlrf4rec/peer %.2fx\n", model,
+          std::printf("%-4s %-26s peer (KAR's PyTorch, fp32): %.0f lists/s; rlrf4rec/peer %.2fx\n", model.c_str(),
                       with ? "with profile knowledge" : "without knowledge", lists / seconds,
                       lists_per_s / (lists / seconds));
         }
@@ -165,7 +172,7 @@ int main(int argc, char** argv) {
           const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count();
           int64_t lists = 0;
           for (const auto& m : rw) lists += m.count;
-          std::printf("%-4s reward scoring: %zu candidates, %lld lists in %.2f s (%.0f lists/s)\n", model, users.size(),
+          std::printf("%-4s reward scoring: %zu candidates, %lld lists in %.2f s (%.0f lists/s)\n", model.c_str(), users.size(),
                       static_cast<long long>(lists), s, static_cast<double>(lists) / s);
         }
       }

@@ -5,6 +5,7 @@
 
 #include <fmt/ranges.h>
 
+#include "rerank/gru.h"
 #include "util/error.h"
 
 namespace rlrf {
@@ -19,8 +20,15 @@ DlcmImpl::DlcmImpl(int64_t in_dim, int64_t hidden) {
 
 at::Tensor DlcmImpl::forward(const at::Tensor& x) {
   RLRF_CHECK(x.dim() == 3, "dlcm: input expected [B, L, D], got {}", x.sizes());
-  auto [seq, last] = gru->forward(x);                              // seq [B, L, H], last [1, B, H]
-  at::Tensor final_state = last.squeeze(0);                          // [B, H]
+  at::Tensor seq, final_state;  // [B, L, H], [B, H]
+  const std::vector<at::Tensor> w = gru->all_weights();  // w_ih, w_hh, b_ih, b_hh
+  if (w.size() == 4 && gru_sequence_applies(x, w[0])) {
+    std::tie(seq, final_state) = gru_sequence(x, w[0], w[1], w[2], w[3]);
+  } else {
+    auto [s, last] = gru->forward(x);  // last [1, B, H]
+    seq = s;
+    final_state = last.squeeze(0);
+  }
   at::Tensor f = at::tanh(fc1->forward(bn1->forward(final_state)));  // [B, H]
   at::Tensor s = bn2->forward(seq.transpose(1, 2)).transpose(1, 2);  // [B, L, H]
   at::Tensor z = fc2->forward(f.unsqueeze(1) * s);                   // [B, L, 2]

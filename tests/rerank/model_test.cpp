@@ -8,7 +8,12 @@
 
 #include <functional>
 
+#include <ATen/autocast_mode.h>
+#include <torch/csrc/autograd/autograd.h>
+#include <torch/nn/modules/rnn.h>
+
 #include "rerank/adapter.h"
+#include "rerank/gru.h"
 #include "rerank/model.h"
 #include "rerank/prm.h"
 #include "util/error.h"
@@ -191,4 +196,45 @@ TEST(RerankModel, AdapterShapesAtPaperSizes) {
   s.user_dim = 100;
   s.item_dim = 50;
   EXPECT_THROW(RerankerModel{s}, Error);  // shared experts need one input size
+}
+
+// DLCM's GRU as one autograd node (rerank/gru.h) against torch::nn::GRU: the same states and the
+// same gradients for the input and the four parameters, whether the loss reads every state, the
+// last one, or both; one-step lists too. Not taken under bf16 autocast or for other dtypes.
+TEST(RerankModel, GruSequenceMatchesTorchGru) {
+  at::manual_seed(7);
+  for (auto [b, l, d, h] : {std::tuple<int64_t, int64_t, int64_t, int64_t>{3, 5, 7, 4}, {2, 1, 3, 6}, {64, 10, 64, 64}}) {
+    torch::nn::GRU gru(torch::nn::GRUOptions(d, h).batch_first(true));
+    const std::vector<at::Tensor> w = gru->all_weights();
+    ASSERT_EQ(w.size(), 4u);
+    for (int use = 0; use < 3; ++use) {  // 0: every state, 1: the last, 2: both
+      at::Tensor x = at::randn({b, l, d}).requires_grad_(true);
+      at::Tensor mix_seq = at::randn({b, l, h}), mix_last = at::randn({b, h});
+      auto loss_of = [&](const at::Tensor& seq, const at::Tensor& last) {
+        at::Tensor loss = at::zeros({});
+        if (use != 1) loss = loss + (seq * mix_seq).sum();
+        if (use != 0) loss = loss + (last * mix_last).sum();
+        return loss;
+      };
+      auto grads = [&](const at::Tensor& loss) {
+        std::vector<at::Tensor> inputs{x, w[0], w[1], w[2], w[3]};
+        return torch::autograd::grad({loss}, inputs);
+      };
+      auto [seq_ref, last_ref] = gru->forward(x);
+      const auto want = grads(loss_of(seq_ref, last_ref.squeeze(0)));
+      ASSERT_TRUE(gru_sequence_applies(x, w[0]));
+      auto [seq, last] = gru_sequence(x, w[0], w[1], w[2], w[3]);
+      EXPECT_LT(max_diff(seq, seq_ref), 1e-6) << b << "x" << l;
+      EXPECT_LT(max_diff(last, last_ref.squeeze(0)), 1e-6);
+      const auto got = grads(loss_of(seq, last));
+      for (size_t i = 0; i < got.size(); ++i)
+        EXPECT_LT(max_diff(got[i], want[i]) / (1e-3 + want[i].abs().max().item<double>()), 1e-5)
+            << "gradient " << i << " (0: input, 1-4: w_ih, w_hh, b_ih, b_hh), use " << use << ", " << b << "x" << l;
+    }
+  }
+  at::Tensor x = at::randn({2, 3, 4});
+  EXPECT_FALSE(gru_sequence_applies(x.to(at::kBFloat16), at::randn({12, 4})));
+  at::autocast::set_cpu_enabled(true);
+  EXPECT_FALSE(gru_sequence_applies(x, at::randn({12, 4})));
+  at::autocast::set_cpu_enabled(false);
 }

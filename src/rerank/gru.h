@@ -1,0 +1,25 @@
+// The GRU of DLCM as one autograd node: a one-layer, unidirectional, batch-first GRU with a zero
+// initial state, the same math as torch::nn::GRU (PyTorch's gate order r, z, n):
+//   r = sigmoid(W_ir x + b_ir + W_hr h + b_hr)      z = sigmoid(W_iz x + b_iz + W_hz h + b_hz)
+//   n = tanh(W_in x + b_in + r * (W_hn h + b_hn))   h' = (1 - z) * n + z * h
+// with the backward pass written out. The input projections of all steps are one matmul, as are the
+// weight gradients of all steps; a step is one small matmul and a few vector ops. torch::nn::GRU
+// records about 15 autograd nodes per step; at a reranker's sizes (64 lists of 10 items, 64 hidden)
+// that bookkeeping, not arithmetic, is most of a training step.
+#pragma once
+#include <ATen/core/Tensor.h>
+
+#include <utility>
+
+namespace rlrf {
+
+// x [B, L, D], w_ih [3H, D], w_hh [3H, H], b_ih [3H], b_hh [3H] -> (states [B, L, H], last [B, H]).
+// Gradients flow to x and the four parameters.
+std::pair<at::Tensor, at::Tensor> gru_sequence(const at::Tensor& x, const at::Tensor& w_ih, const at::Tensor& w_hh,
+                                               const at::Tensor& b_ih, const at::Tensor& b_hh);
+
+// Whether gru_sequence takes these inputs: fp32 on the CPU with autocast off (otherwise DLCM uses
+// torch::nn::GRU).
+bool gru_sequence_applies(const at::Tensor& x, const at::Tensor& w_ih);
+
+}  // namespace rlrf
