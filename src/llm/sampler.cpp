@@ -4,6 +4,7 @@
 #include <ATen/ATen.h>
 
 #include <algorithm>
+#include <cstring>
 
 #include "util/error.h"
 
@@ -44,45 +45,147 @@ struct ByProbDesc {
   bool operator()(int32_t a, int32_t b) const { return p[a] > p[b] || (p[a] == p[b] && a < b); }
 };
 
-// Draws one token of a row of probabilities `p` [V] (temperature applied, summing to ~1).
-int32_t draw(const float* p, int64_t V, const SamplingOptions& o, Rng& rng, std::vector<int32_t>& idx) {
-  const bool top_k = o.top_k > 0 && o.top_k < V, top_p = o.top_p < 1.0;
-  if (!top_k && !top_p) {  // the whole distribution
-    double total = 0;
-    for (int64_t j = 0; j < V; ++j) total += p[j];
-    double target = rng.uniform() * total, acc = 0;
-    int32_t last = 0;
-    for (int64_t j = 0; j < V; ++j) {
-      if (p[j] <= 0) continue;
-      last = static_cast<int32_t>(j);
-      acc += p[j];
-      if (acc > target) return last;
+// Sum of p[0..n) in double with 8 independent partial sums (vectorisable; the order is fixed, so
+// the result is the same on every run).
+double sum_of(const float* p, int64_t n) {
+  double part[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  int64_t j = 0;
+  for (; j + 8 <= n; j += 8)
+    for (int k = 0; k < 8; ++k) part[k] += p[j + k];
+  double s = ((part[0] + part[1]) + (part[2] + part[3])) + ((part[4] + part[5]) + (part[6] + part[7]));
+  for (; j < n; ++j) s += p[j];
+  return s;
+}
+
+// Probabilities as buckets of their float bits: for x >= 0 the bits grow with x, so bucket
+// bits >> 19 (exponent and 4 mantissa bits, 16 buckets an octave) orders the vocabulary by
+// probability up to ties inside a bucket. A row's nucleus and its draw then need the bucket masses
+// and the sorted tokens of at most two buckets, not a sort of the vocabulary.
+constexpr int kBucketShift = 19;
+constexpr int kBuckets = 1 << (31 - kBucketShift);
+
+struct Scratch {
+  std::vector<double> mass = std::vector<double>(kBuckets, 0.0);
+  std::vector<uint16_t> bucket;  // per token
+  std::vector<int32_t> idx;
+};
+
+uint16_t bucket_of(float x) {
+  uint32_t bits;
+  std::memcpy(&bits, &x, sizeof bits);
+  return static_cast<uint16_t>(bits >> kBucketShift);
+}
+
+// The tokens of bucket `b`, best first.
+void sorted_bucket(const float* p, const Scratch& s, int64_t V, uint16_t b, std::vector<int32_t>& out) {
+  out.clear();
+  for (int64_t j = 0; j < V; ++j)
+    if (s.bucket[static_cast<size_t>(j)] == b) out.push_back(static_cast<int32_t>(j));
+  std::sort(out.begin(), out.end(), ByProbDesc{p});
+}
+
+// Top-p alone: the tokens kept are those whose more probable predecessors (in ByProbDesc order)
+// hold less than top_p of the mass (the first always), drawn in that order; the same rule and
+// order as a full sort, computed from the bucket masses.
+int32_t draw_nucleus(const float* p, int64_t V, double top_p, Rng& rng, Scratch& s) {
+  s.bucket.resize(static_cast<size_t>(V));
+  int hi = 0, lo = kBuckets;
+  for (int64_t j = 0; j < V; ++j) {
+    const float x = p[j] > 0 ? p[j] : 0.0f;
+    const uint16_t b = bucket_of(x);
+    s.bucket[static_cast<size_t>(j)] = b;
+    s.mass[b] += x;
+    hi = std::max<int>(hi, b);
+    lo = std::min<int>(lo, b);
+  }
+  const double limit = top_p * sum_of(p, V);
+  // The bucket where the mass before a token reaches the limit, and how much of it is kept.
+  double before = 0;
+  int cut = lo;
+  for (int b = hi; b >= lo; --b) {
+    if (before + s.mass[b] >= limit) {
+      cut = b;
+      break;
     }
-    return last;
+    before += s.mass[b];
+    cut = b - 1;
   }
-  // Candidates, best first: the top k, or for top-p alone the top m with m doubled until their
-  // mass reaches top_p (the same nucleus a full sort gives, without sorting the vocabulary).
-  idx.resize(V);
-  for (int64_t j = 0; j < V; ++j) idx[j] = static_cast<int32_t>(j);
+  std::vector<int32_t>& in_cut = s.idx;
+  int64_t kept_in_cut = 0;
+  double total = before;
+  if (cut >= lo) {
+    sorted_bucket(p, s, V, static_cast<uint16_t>(cut), in_cut);
+    for (int32_t t : in_cut) {
+      if ((cut < hi || kept_in_cut > 0) && total >= limit) break;  // the first token is always kept
+      total += p[t];
+      ++kept_in_cut;
+    }
+  }
+  // The draw: walk the kept buckets best first, then the tokens of the bucket it lands in.
+  const double target = rng.uniform() * total;
+  double acc = 0;
+  int32_t chosen = -1;
+  for (int b = hi; b > cut && chosen < 0; --b) {
+    if (s.mass[b] == 0) continue;
+    if (acc + s.mass[b] > target) {
+      std::vector<int32_t> tokens;
+      sorted_bucket(p, s, V, static_cast<uint16_t>(b), tokens);
+      for (int32_t t : tokens) {
+        acc += p[t];
+        if (acc > target) {
+          chosen = t;
+          break;
+        }
+      }
+      if (chosen < 0) chosen = tokens.back();  // rounding: the bucket's sum fell short of its mass
+    } else {
+      acc += s.mass[b];
+    }
+  }
+  if (chosen < 0 && kept_in_cut > 0) {
+    for (int64_t k = 0; k < kept_in_cut && chosen < 0; ++k) {
+      acc += p[in_cut[static_cast<size_t>(k)]];
+      if (acc > target) chosen = in_cut[static_cast<size_t>(k)];
+    }
+    if (chosen < 0) chosen = in_cut[static_cast<size_t>(kept_in_cut - 1)];  // the least probable kept
+  }
+  for (int b = lo; b <= hi; ++b) s.mass[b] = 0;
+  return chosen < 0 ? 0 : chosen;
+}
+
+// Draws one token of a row of probabilities `p` [V] (temperature applied, summing to ~1).
+int32_t draw(const float* p, int64_t V, const SamplingOptions& o, Rng& rng, Scratch& s) {
+  const bool top_k = o.top_k > 0 && o.top_k < V, top_p = o.top_p < 1.0;
+  if (!top_k && !top_p) {  // the whole distribution, in id order, 64-token blocks at a time
+    const double target = rng.uniform() * sum_of(p, V);
+    double acc = 0;
+    int64_t j = 0;
+    for (; j + 64 <= V; j += 64) {
+      const double block = sum_of(p + j, 64);
+      if (acc + block > target) break;
+      acc += block;
+    }
+    for (; j < V; ++j) {
+      if (p[j] <= 0) continue;
+      acc += p[j];
+      if (acc > target) return static_cast<int32_t>(j);
+    }
+    for (j = V - 1; j > 0 && p[j] <= 0; --j) {
+    }
+    return static_cast<int32_t>(j);  // rounding: the last token with mass
+  }
+  if (!top_k) return draw_nucleus(p, V, o.top_p, rng, s);
+  // Top-k (then top-p on what it kept): the k best, sorted.
+  std::vector<int32_t>& idx = s.idx;
+  idx.resize(static_cast<size_t>(V));
+  for (int64_t j = 0; j < V; ++j) idx[static_cast<size_t>(j)] = static_cast<int32_t>(j);
   ByProbDesc cmp{p};
-  double z_all = 0;
-  if (!top_k)
-    for (int64_t j = 0; j < V; ++j) z_all += p[j];
-  int64_t m = top_k ? o.top_k : std::min<int64_t>(V, 256);
-  for (;;) {
-    std::nth_element(idx.begin(), idx.begin() + (m - 1), idx.end(), cmp);
-    std::sort(idx.begin(), idx.begin() + m, cmp);
-    if (top_k || m == V) break;
-    double mass = 0;
-    for (int64_t j = 0; j < m; ++j) mass += p[idx[j]];
-    if (mass >= o.top_p * z_all) break;  // the nucleus ends inside the candidates
-    m = std::min<int64_t>(V, 2 * m);
-  }
-  // top-p's mass is relative to what top-k kept (HF renormalises after top-k), else to the
-  // whole distribution.
-  double z = z_all;
-  if (top_k)
-    for (int64_t j = 0; j < m; ++j) z += p[idx[j]];
+  const int64_t m = o.top_k;
+  std::nth_element(idx.begin(), idx.begin() + (m - 1), idx.end(), cmp);
+  std::sort(idx.begin(), idx.begin() + m, cmp);
+  // top-p's mass is relative to what top-k kept (HF renormalises after top-k).
+  double z = 0;
+  for (int64_t j = 0; j < m; ++j) z += p[idx[static_cast<size_t>(j)]];
   int64_t n = m;
   if (top_p) {
     // Keep a token while the mass of the more probable tokens before it is below top_p.
@@ -92,17 +195,17 @@ int32_t draw(const float* p, int64_t V, const SamplingOptions& o, Rng& rng, std:
         n = j;
         break;
       }
-      before += p[idx[j]];
+      before += p[idx[static_cast<size_t>(j)]];
     }
   }
   double total = 0;
-  for (int64_t j = 0; j < n; ++j) total += p[idx[j]];
+  for (int64_t j = 0; j < n; ++j) total += p[idx[static_cast<size_t>(j)]];
   double target = rng.uniform() * total, acc = 0;
   for (int64_t j = 0; j < n; ++j) {
-    acc += p[idx[j]];
-    if (acc > target) return idx[j];
+    acc += p[idx[static_cast<size_t>(j)]];
+    if (acc > target) return idx[static_cast<size_t>(j)];
   }
-  return idx[n - 1];
+  return idx[static_cast<size_t>(n - 1)];
 }
 
 }  // namespace
@@ -113,25 +216,29 @@ void sample_tokens(const at::Tensor& logits, const SamplingOptions& options, std
   const int64_t B = logits.size(0), V = logits.size(1);
   tokens.assign(B, 0);
   logprobs.assign(B, 0.0f);
-  // The rows are small: choose on the CPU, with vectorised log-softmax / softmax from ATen.
-  at::Tensor logp = at::log_softmax(logits.to(at::kCPU, at::kFloat), -1).contiguous();  // [B, V]
-  const float* lp = logp.data_ptr<float>();
+  // The rows are small: choose on the CPU. The log-probability of a token is its logit minus the
+  // row's log-sum-exp; the probabilities come from one vectorised exp.
+  const at::Tensor l = logits.to(at::kCPU, at::kFloat).contiguous();  // [B, V]
+  const float* x = l.data_ptr<float>();
+  const at::Tensor lse = at::logsumexp(l, 1);  // [B]
+  const float* z = lse.data_ptr<float>();
   if (options.greedy()) {
     for (int64_t b = 0; b < B; ++b) {
-      const float* row = lp + b * V;
+      const float* row = x + b * V;
       tokens[b] = static_cast<int32_t>(std::max_element(row, row + V) - row);  // first maximum, as argmax
-      logprobs[b] = row[tokens[b]];
+      logprobs[b] = row[tokens[b]] - z[b];
     }
     return;
   }
   RLRF_CHECK(static_cast<int64_t>(rngs.size()) == B, "sample_tokens: {} random streams for {} rows", rngs.size(), B);
-  // softmax(logits / T) = softmax(logp / T): log_softmax only shifts each row.
-  at::Tensor probs = (options.temperature == 1.0 ? logp.exp() : at::softmax(logp / options.temperature, -1)).contiguous();
+  // softmax(logits / T); at T = 1 that is exp(logits - logsumexp).
+  const at::Tensor probs =
+      (options.temperature == 1.0 ? at::exp(l - lse.unsqueeze(1)) : at::softmax(l / options.temperature, -1)).contiguous();
   const float* p = probs.data_ptr<float>();
-  std::vector<int32_t> idx;
+  thread_local Scratch scratch;
   for (int64_t b = 0; b < B; ++b) {
-    tokens[b] = draw(p + b * V, V, options, rngs[b], idx);
-    logprobs[b] = lp[b * V + tokens[b]];
+    tokens[b] = draw(p + b * V, V, options, rngs[b], scratch);
+    logprobs[b] = x[b * V + tokens[b]] - z[b];
   }
 }
 

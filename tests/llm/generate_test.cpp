@@ -254,6 +254,67 @@ TEST(Sampler, SequenceSeedsDependOnSeedPromptAndSample) {
   EXPECT_GT(hi, 0.99);
 }
 
+// The sampler's draws against a plain reference that sorts the whole vocabulary (HF's top-p: keep
+// a token while the mass before it is below top_p, draw in that order) and walks the whole
+// distribution in id order without top-p: the same random streams give the same tokens on rows
+// of 2048 logits, peaked and flat, with ties, and the log-probabilities are the log-softmax.
+TEST(Sampler, DrawsEqualAFullSortReference) {
+  at::manual_seed(3);
+  const int64_t V = 2048;
+  auto reference = [&](const std::vector<double>& p, double top_p, Rng rng) {
+    std::vector<int32_t> idx(V);
+    for (int64_t j = 0; j < V; ++j) idx[j] = static_cast<int32_t>(j);
+    if (top_p < 1) std::sort(idx.begin(), idx.end(), [&](int32_t a, int32_t b) { return p[a] > p[b] || (p[a] == p[b] && a < b); });
+    double z = 0;
+    for (double v : p) z += v;
+    int64_t n = V;
+    if (top_p < 1) {
+      double before = 0;
+      for (int64_t j = 0; j < V; ++j) {
+        if (j > 0 && before >= top_p * z) {
+          n = j;
+          break;
+        }
+        before += p[idx[j]];
+      }
+    }
+    double total = 0;
+    for (int64_t j = 0; j < n; ++j) total += p[idx[j]];
+    const double target = rng.uniform() * total;
+    double acc = 0;
+    for (int64_t j = 0; j < n; ++j)
+      if ((acc += p[idx[j]]) > target) return idx[j];
+    return idx[n - 1];
+  };
+  int compared = 0, differ = 0;
+  for (double scale : {0.3, 3.0, 8.0}) {
+    at::Tensor logits = (at::randn({16, V}) * scale).contiguous();
+    logits.narrow(1, 0, 64).fill_(1.0f);  // ties
+    at::Tensor probs = at::softmax(logits.to(at::kDouble), -1).contiguous();
+    at::Tensor logp = at::log_softmax(logits, -1).contiguous();
+    std::vector<std::vector<double>> rows(16);
+    for (int b = 0; b < 16; ++b) rows[b].assign(probs[b].data_ptr<double>(), probs[b].data_ptr<double>() + V);
+    for (double top_p : {1.0, 0.999, 0.95, 0.9, 0.5, 0.05}) {
+      std::vector<Rng> rngs;
+      for (int b = 0; b < 16; ++b) rngs.emplace_back(1000 + b);
+      for (int draw = 0; draw < 10; ++draw) {
+        std::vector<Rng> before = rngs;
+        std::vector<int32_t> tok;
+        std::vector<float> lp;
+        sample_tokens(logits, SamplingOptions{1.0, 0, top_p, 0}, rngs, tok, lp);
+        for (int b = 0; b < 16; ++b) {
+          differ += tok[b] != reference(rows[b], top_p, before[b]);
+          ++compared;
+          EXPECT_NEAR(lp[b], logp[b][tok[b]].item<float>(), 1e-5);
+        }
+      }
+    }
+  }
+  // Equal but for rounding in the last bits of a sum (a draw landing within ~1e-7 of a boundary).
+  EXPECT_LE(differ, compared / 1000) << differ << " of " << compared << " draws differ";
+  std::printf("%d of %d draws differ from the reference\n", differ, compared);
+}
+
 TEST(Sampler, NucleusWiderThanTheFirstCandidateBlockIsExact) {
   // 1000 nearly equal logits: the top-p = 0.5 nucleus holds about 500 tokens, more than the first
   // block of 256 candidates the sampler sorts, so it must widen its search; the draws must stay
