@@ -145,3 +145,27 @@ TEST(Llama, FusedInferencePathEqualsSeparateProjections) {
     EXPECT_LT(d, 1e-5) << name << ": " << d;
   }
 }
+
+TEST(Llama, RmsNormInferenceLoopEqualsTheTensorExpression) {
+  // Without grad on the CPU, RMSNorm runs as one loop per row; with grad, as the HF expression in
+  // ATen ops (fp32 statistics, normalised rows rounded to the input dtype, then the weight). Both
+  // must agree: fp32 to rounding, bf16 to one unit in the last place of the output.
+  for (at::ScalarType dt : {at::kFloat, at::kBFloat16}) {
+    RMSNorm norm(100, 1e-6, at::TensorOptions().dtype(dt));
+    {
+      torch::NoGradGuard no_grad;
+      norm->weight.copy_(at::randn({100}) * 0.5 + 1);
+    }
+    const at::Tensor x = (at::randn({3, 5, 100}) * 4).to(dt);
+    at::Tensor loop;
+    {
+      torch::NoGradGuard no_grad;
+      loop = norm->forward(x);
+    }
+    const at::Tensor expression = norm->forward(x).detach();  // grad mode: the ATen path
+    const double scale = expression.abs().max().item<double>();
+    EXPECT_LT(max_abs_diff(loop.to(at::kFloat), expression.to(at::kFloat)), dt == at::kFloat ? 1e-6 * scale : 1e-2 * scale)
+        << c10::toString(dt);
+    EXPECT_EQ(loop.scalar_type(), dt);
+  }
+}
