@@ -145,7 +145,9 @@ TEST(Logprob, DropoutActsInTrainModeOnly) {
   double t1 = continuation_logprobs(model, p, c).sum.item<double>();
   double t2 = continuation_logprobs(model, p, c).sum.item<double>();
   EXPECT_NE(t1, t2);
-  EXPECT_EQ(continuation_logprob_sums(model, p, c)[0], e1);  // the no-grad helper runs in eval mode
+  // The no-grad helper runs in eval mode (dropout 0.5 would move the sum by far more than the
+  // rounding of the inference RMSNorm loop against its grad-mode tensor expression).
+  EXPECT_NEAR(continuation_logprob_sums(model, p, c)[0], e1, 1e-4);
   EXPECT_TRUE(model->is_training());                          // and restores the mode
 }
 
