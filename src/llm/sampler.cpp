@@ -4,7 +4,9 @@
 #include <ATen/ATen.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
+#include <functional>
 
 #include "util/error.h"
 
@@ -61,27 +63,40 @@ double sum_of(const float* p, int64_t n) {
 // bits >> 19 (exponent and 4 mantissa bits, 16 buckets an octave) orders the vocabulary by
 // probability up to ties inside a bucket. A row's nucleus and its draw then need the bucket masses
 // and the sorted tokens of at most two buckets, not a sort of the vocabulary.
-constexpr int kBucketShift = 19;
+constexpr int kBucketShift = 18;  // 32 buckets an octave
 constexpr int kBuckets = 1 << (31 - kBucketShift);
 
+// Bucket masses are summed in 4 interleaved copies (token j adds to copy j % 4), so that runs of
+// tokens in one bucket do not wait on each other's additions.
+constexpr int kCopies = 4;
+
 struct Scratch {
-  std::vector<double> mass = std::vector<double>(kBuckets, 0.0);
+  std::vector<double> partial = std::vector<double>(static_cast<size_t>(kBuckets) * kCopies, 0.0);
   std::vector<uint16_t> bucket;  // per token
-  std::vector<int32_t> idx;
+  std::vector<uint64_t> keys;    // a bucket's tokens, sorted
+  std::vector<int32_t> in_cut, landed, idx;
+  double mass(int b) const {
+    const double* q = &partial[static_cast<size_t>(b) * kCopies];
+    return (q[0] + q[1]) + (q[2] + q[3]);
+  }
 };
 
-uint16_t bucket_of(float x) {
+uint32_t bits_of(float x) {
   uint32_t bits;
   std::memcpy(&bits, &x, sizeof bits);
-  return static_cast<uint16_t>(bits >> kBucketShift);
+  return bits;
 }
 
-// The tokens of bucket `b`, best first.
-void sorted_bucket(const float* p, const Scratch& s, int64_t V, uint16_t b, std::vector<int32_t>& out) {
-  out.clear();
+// The tokens of bucket `b`, best first (ByProbDesc order: a key of the probability's bits above
+// the complement of the id sorts descending as probability descending, id ascending).
+void sorted_bucket(const float* p, Scratch& s, int64_t V, uint16_t b, std::vector<int32_t>& out) {
+  s.keys.clear();
   for (int64_t j = 0; j < V; ++j)
-    if (s.bucket[static_cast<size_t>(j)] == b) out.push_back(static_cast<int32_t>(j));
-  std::sort(out.begin(), out.end(), ByProbDesc{p});
+    if (s.bucket[static_cast<size_t>(j)] == b)
+      s.keys.push_back(uint64_t{bits_of(p[j] > 0 ? p[j] : 0.0f)} << 32 | (0xffffffffu - static_cast<uint32_t>(j)));
+  std::sort(s.keys.begin(), s.keys.end(), std::greater<uint64_t>());
+  out.clear();
+  for (uint64_t k : s.keys) out.push_back(static_cast<int32_t>(0xffffffffu - static_cast<uint32_t>(k)));
 }
 
 // Top-p alone: the tokens kept are those whose more probable predecessors (in ByProbDesc order)
@@ -92,30 +107,29 @@ int32_t draw_nucleus(const float* p, int64_t V, double top_p, Rng& rng, Scratch&
   int hi = 0, lo = kBuckets;
   for (int64_t j = 0; j < V; ++j) {
     const float x = p[j] > 0 ? p[j] : 0.0f;
-    const uint16_t b = bucket_of(x);
+    const uint16_t b = static_cast<uint16_t>(bits_of(x) >> kBucketShift);
     s.bucket[static_cast<size_t>(j)] = b;
-    s.mass[b] += x;
+    s.partial[static_cast<size_t>(b) * kCopies + static_cast<size_t>(j % kCopies)] += x;
     hi = std::max<int>(hi, b);
     lo = std::min<int>(lo, b);
   }
   const double limit = top_p * sum_of(p, V);
   // The bucket where the mass before a token reaches the limit, and how much of it is kept.
   double before = 0;
-  int cut = lo;
+  int cut = lo - 1;
   for (int b = hi; b >= lo; --b) {
-    if (before + s.mass[b] >= limit) {
+    const double m = s.mass(b);
+    if (before + m >= limit) {
       cut = b;
       break;
     }
-    before += s.mass[b];
-    cut = b - 1;
+    before += m;
   }
-  std::vector<int32_t>& in_cut = s.idx;
   int64_t kept_in_cut = 0;
   double total = before;
   if (cut >= lo) {
-    sorted_bucket(p, s, V, static_cast<uint16_t>(cut), in_cut);
-    for (int32_t t : in_cut) {
+    sorted_bucket(p, s, V, static_cast<uint16_t>(cut), s.in_cut);
+    for (int32_t t : s.in_cut) {
       if ((cut < hi || kept_in_cut > 0) && total >= limit) break;  // the first token is always kept
       total += p[t];
       ++kept_in_cut;
@@ -126,30 +140,31 @@ int32_t draw_nucleus(const float* p, int64_t V, double top_p, Rng& rng, Scratch&
   double acc = 0;
   int32_t chosen = -1;
   for (int b = hi; b > cut && chosen < 0; --b) {
-    if (s.mass[b] == 0) continue;
-    if (acc + s.mass[b] > target) {
-      std::vector<int32_t> tokens;
-      sorted_bucket(p, s, V, static_cast<uint16_t>(b), tokens);
-      for (int32_t t : tokens) {
+    const double m = s.mass(b);
+    if (m == 0) continue;
+    if (acc + m > target) {
+      sorted_bucket(p, s, V, static_cast<uint16_t>(b), s.landed);
+      for (int32_t t : s.landed) {
         acc += p[t];
         if (acc > target) {
           chosen = t;
           break;
         }
       }
-      if (chosen < 0) chosen = tokens.back();  // rounding: the bucket's sum fell short of its mass
+      if (chosen < 0) chosen = s.landed.back();  // rounding: the bucket's sum fell short of its mass
     } else {
-      acc += s.mass[b];
+      acc += m;
     }
   }
   if (chosen < 0 && kept_in_cut > 0) {
     for (int64_t k = 0; k < kept_in_cut && chosen < 0; ++k) {
-      acc += p[in_cut[static_cast<size_t>(k)]];
-      if (acc > target) chosen = in_cut[static_cast<size_t>(k)];
+      acc += p[s.in_cut[static_cast<size_t>(k)]];
+      if (acc > target) chosen = s.in_cut[static_cast<size_t>(k)];
     }
-    if (chosen < 0) chosen = in_cut[static_cast<size_t>(kept_in_cut - 1)];  // the least probable kept
+    if (chosen < 0) chosen = s.in_cut[static_cast<size_t>(kept_in_cut - 1)];  // the least probable kept
   }
-  for (int b = lo; b <= hi; ++b) s.mass[b] = 0;
+  std::fill(s.partial.begin() + static_cast<std::ptrdiff_t>(lo) * kCopies,
+            s.partial.begin() + static_cast<std::ptrdiff_t>(hi + 1) * kCopies, 0.0);
   return chosen < 0 ? 0 : chosen;
 }
 
@@ -216,29 +231,31 @@ void sample_tokens(const at::Tensor& logits, const SamplingOptions& options, std
   const int64_t B = logits.size(0), V = logits.size(1);
   tokens.assign(B, 0);
   logprobs.assign(B, 0.0f);
-  // The rows are small: choose on the CPU. The log-probability of a token is its logit minus the
-  // row's log-sum-exp; the probabilities come from one vectorised exp.
-  const at::Tensor l = logits.to(at::kCPU, at::kFloat).contiguous();  // [B, V]
-  const float* x = l.data_ptr<float>();
-  const at::Tensor lse = at::logsumexp(l, 1);  // [B]
-  const float* z = lse.data_ptr<float>();
+  // The rows are small: choose on the CPU, with vectorised (log-)softmax from ATen.
+  const at::Tensor l = logits.to(at::kCPU, at::kFloat);
   if (options.greedy()) {
+    const at::Tensor logp = at::log_softmax(l, -1).contiguous();  // [B, V]
+    const float* lp = logp.data_ptr<float>();
     for (int64_t b = 0; b < B; ++b) {
-      const float* row = x + b * V;
+      const float* row = lp + b * V;
       tokens[b] = static_cast<int32_t>(std::max_element(row, row + V) - row);  // first maximum, as argmax
-      logprobs[b] = row[tokens[b]] - z[b];
+      logprobs[b] = row[tokens[b]];
     }
     return;
   }
   RLRF_CHECK(static_cast<int64_t>(rngs.size()) == B, "sample_tokens: {} random streams for {} rows", rngs.size(), B);
-  // softmax(logits / T); at T = 1 that is exp(logits - logsumexp).
-  const at::Tensor probs =
-      (options.temperature == 1.0 ? at::exp(l - lse.unsqueeze(1)) : at::softmax(l / options.temperature, -1)).contiguous();
+  // The draw's probabilities, softmax(logits / T). The log-probability reported is of the raw
+  // logits: at T = 1 the log of the drawn token's probability (one softmax, no log-softmax pass).
+  const bool plain = options.temperature == 1.0;
+  const at::Tensor probs = at::softmax(plain ? l : l / options.temperature, -1).contiguous();
   const float* p = probs.data_ptr<float>();
+  const at::Tensor raw = plain ? at::Tensor() : l.contiguous(), lse = plain ? at::Tensor() : at::logsumexp(raw, 1).contiguous();
+  const float* x = plain ? nullptr : raw.data_ptr<float>();
+  const float* z = plain ? nullptr : lse.data_ptr<float>();
   thread_local Scratch scratch;
   for (int64_t b = 0; b < B; ++b) {
     tokens[b] = draw(p + b * V, V, options, rngs[b], scratch);
-    logprobs[b] = x[b * V + tokens[b]] - z[b];
+    logprobs[b] = plain ? std::log(p[b * V + tokens[b]]) : x[b * V + tokens[b]] - z[b];
   }
 }
 
