@@ -38,10 +38,8 @@ at::Tensor HybridExpertAdapterImpl::forward_tower(int64_t tower, const at::Tenso
   RLRF_CHECK(tower >= 0 && tower < options_.towers, "adapter: tower {} of {}", tower, options_.towers);
   RLRF_CHECK(x.dim() == 2 && x.size(1) == options_.in_dim, "adapter: tower {} input expected [N, {}], got {}", tower,
              options_.in_dim, x.sizes());
-  // The tower's experts (shared first, then its own) evaluated together. Their first layers and the
-  // gate read the same input, so they are one matmul [N, in] x [in, E * hidden + E]; the second
-  // layers are one batched matmul over the experts. (The input is a frozen knowledge vector: no
-  // gradient flows to it, so the backward pass is the weights' gradients only.)
+  // The tower's experts (shared first, then its own) evaluated together: their weights are stacked
+  // so each layer is one batched matmul instead of one small matmul per expert.
   std::vector<at::Tensor> w1, b1, w2, b2;
   auto add = [&](const std::shared_ptr<torch::nn::Module>& m) {
     auto* e = m->as<ExpertMlpImpl>();
@@ -52,15 +50,10 @@ at::Tensor HybridExpertAdapterImpl::forward_tower(int64_t tower, const at::Tenso
   };
   for (const auto& m : *shared) add(m);
   for (const auto& m : *specific[tower]->as<torch::nn::ModuleListImpl>()) add(m);
-  const int64_t n = x.size(0), experts = static_cast<int64_t>(w2.size()), hidden = options_.hidden;
-  auto* gate_layer = gates[tower]->as<torch::nn::LinearImpl>();
-  w1.push_back(gate_layer->weight);
-  b1.push_back(gate_layer->bias);
-  at::Tensor first = at::addmm(at::cat(b1), x, at::cat(w1).t());                                  // [N, E*hidden + E]
-  at::Tensor h = at::relu(first.narrow(1, 0, experts * hidden)).view({n, experts, hidden}).transpose(0, 1);  // [E, N, hidden]
-  at::Tensor o = at::relu(at::baddbmm(at::stack(b2).unsqueeze(1), h, at::stack(w2).transpose(1, 2)));        // [E, N, out]
-  at::Tensor gate = at::softmax(first.narrow(1, experts * hidden, experts), -1);                   // [N, E]
-  return (gate.t().unsqueeze(-1) * o).sum(0);                                                        // [N, out]
+  at::Tensor h = at::relu(at::matmul(x, at::stack(w1).transpose(1, 2)) + at::stack(b1).unsqueeze(1));  // [E, N, hidden]
+  at::Tensor o = at::relu(at::matmul(h, at::stack(w2).transpose(1, 2)) + at::stack(b2).unsqueeze(1));  // [E, N, out]
+  at::Tensor gate = at::softmax(gates[tower]->as<torch::nn::LinearImpl>()->forward(x), -1);             // [N, E]
+  return (gate.t().unsqueeze(-1) * o).sum(0);                                                           // [N, out]
 }
 
 std::vector<at::Tensor> HybridExpertAdapterImpl::forward(const std::vector<at::Tensor>& inputs) {
