@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The DPO sweep of the alignment loop: beta {0.01, 0.1, 0.3} x DPO epochs {1, 3} with N = 4 and one
 # reranker seed, then N = 8 for the best cell (highest test card accuracy in the last round), and
-# one table over every cell (`rlrf summary`). The cells share the SFT policy of a base run, so only
-# generation, rewards, DPO and evaluation run per cell. One split ([eval] folds = 1).
+# one table over every cell (`rlrf summary`). The cells start from a copy of a base run that has
+# done SFT, round 0's generation and its rewards (stages whose settings a cell does not change are
+# kept: only the pairs, DPO, later rounds and the evaluation run per cell; the N = 8 cell redoes
+# round 0's generation). One split ([eval] folds = 1).
 #
 #   scripts/sweep.sh [CONFIG] [OUT]      (defaults: configs/misaligned-ml100k.toml runs/sweep)
 #   extra --set overrides for every run: SWEEP_SET="--set run.rounds=1" scripts/sweep.sh
@@ -13,12 +15,13 @@ out=${2:-runs/sweep}
 rlrf=${RLRF:-build/rlrf}
 common=(--set eval.folds=1 --set "eval.seeds=[1]" ${SWEEP_SET:-})
 
-# The SFT policy once (full fine-tune, saved with its tokenizer): every cell starts from it.
-"$rlrf" run "$config" --set "run.dir=\"$out/base\"" "${common[@]}" --until sft
-sft="$out/base/models/sft"
+# SFT, round 0's responses and their rewards once; every cell starts from a copy.
+"$rlrf" run "$config" --set "run.dir=\"$out/base\"" "${common[@]}" --until reward
 cell() {  # cell NAME BETA EPOCHS N
-  "$rlrf" run "$config" --set "run.dir=\"$out/$1\"" "${common[@]}" --set sft.enabled=false \
-    --set "model.path=\"$sft\"" --set "dpo.beta=$2" --set "dpo.epochs=$3" --set "generate.n=$4"
+  rm -rf "${out:?}/$1"
+  cp -r "$out/base" "$out/$1"
+  "$rlrf" run "$config" --set "run.dir=\"$out/$1\"" "${common[@]}" \
+    --set "dpo.beta=$2" --set "dpo.epochs=$3" --set "generate.n=$4"
 }
 cells=()
 for beta in 0.01 0.1 0.3; do
