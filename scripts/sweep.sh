@@ -8,6 +8,7 @@
 #
 #   scripts/sweep.sh [CONFIG] [OUT]      (defaults: configs/misaligned-ml100k.toml runs/sweep)
 #   extra --set overrides for every run: SWEEP_SET="--set run.rounds=1" scripts/sweep.sh
+#   another grid: SWEEP_BETAS="0.1" SWEEP_EPOCHS="1 3" scripts/sweep.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 config=${1:-configs/misaligned-ml100k.toml}
@@ -24,8 +25,8 @@ cell() {  # cell NAME BETA EPOCHS N
     --set "dpo.beta=$2" --set "dpo.epochs=$3" --set "generate.n=$4"
 }
 cells=()
-for beta in 0.01 0.1 0.3; do
-  for epochs in 1 3; do
+for beta in ${SWEEP_BETAS:-0.01 0.1 0.3}; do
+  for epochs in ${SWEEP_EPOCHS:-1 3}; do
     cell "beta$beta-epochs$epochs-n4" "$beta" "$epochs" 4
     cells+=("$out/beta$beta-epochs$epochs-n4")
   done
