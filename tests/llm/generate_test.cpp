@@ -316,9 +316,10 @@ TEST(Sampler, DrawsEqualAFullSortReference) {
 }
 
 TEST(Sampler, NucleusWiderThanTheFirstCandidateBlockIsExact) {
-  // 1000 nearly equal logits: the top-p = 0.5 nucleus holds about 500 tokens, more than the first
-  // block of 256 candidates the sampler sorts, so it must widen its search; the draws must stay
-  // inside the nucleus computed here by brute force, and reach its end.
+  // 1000 nearly equal logits: the top-p = 0.5 nucleus holds about 500 tokens spread over many
+  // probability buckets (and once, with the sampler's earlier candidate search, more than its
+  // first block of 256); the draws must stay inside the nucleus computed here by brute force, and
+  // reach its end.
   const int64_t V = 1000;
   std::vector<float> row(V);
   for (int64_t j = 0; j < V; ++j) row[j] = -0.001f * j;
