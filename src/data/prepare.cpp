@@ -152,8 +152,8 @@ void PrepareConfig::validate() const {
              "prepare: dataset '{}' is not one of ml-100k, ml-1m, amazon-books", dataset);
   RLRF_CHECK(setting == "kar" || setting == "popularity" || setting == "first-stage",
              "prepare: setting '{}' is not one of kar, popularity, first-stage", setting);
-  RLRF_CHECK(labels == "ratings" || labels == "card" || labels == "card-all",
-             "prepare: labels '{}' is not ratings, card or card-all", labels);
+  RLRF_CHECK(labels == "ratings" || labels == "card" || labels == "card-all" || labels == "card-every-user",
+             "prepare: labels '{}' is not ratings, card, card-all or card-every-user", labels);
   RLRF_CHECK(first_stage == "itemknn" || first_stage == "mf", "prepare: first_stage '{}' is not itemknn or mf",
              first_stage);
   RLRF_CHECK(test_fraction >= 0 && test_fraction < 1, "prepare: test_fraction {} must be in [0, 1)", test_fraction);

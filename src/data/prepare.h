@@ -62,7 +62,8 @@ struct PrepareConfig {
   // Labels of the rerank lists: "ratings" (rating above the positive threshold: the data's own) or
   // "card" (planted: an item is positive when one of its genres is a liked genre of the user's
   // knowledge card and none is the disliked one; knowledge/card.h plant_card_labels) or "card-all"
-  // (planted from every statement but the favourite: genres, era and rater; PlantedRule). Both need
+  // (planted from every statement but the favourite: genres, era and rater; PlantedRule) or
+  // "card-every-user" (card-all, and users whose card has no liked genre planted from its era). All need
   // the prompts (a card is computed from the items the prompt shows), so `rlrf run` applies them after
   // fitting the prompts; prepare() itself writes rating labels. A controlled setting in which the
   // cards' statements are what ranks the lists: README, "Planted labels".

@@ -17,6 +17,10 @@
 //   empty     a field the text does not state encodes as the inner encoder encodes "" (GloVe, hash:
 //             the zero vector)
 //
+//   skipped   a label written "-name" ends the field before it but its own value is not encoded
+//             (no slot): "fields(likes,dislikes,era,rater,-favourite):glove" reads what card
+//             accuracy can score of a policy's card and ignores its favourite title
+//
 // By name (encoder.h): "fields:INNER" with the card's labels (kCardFieldLabels), or
 // "fields(a,b,c):INNER" with labels a, b, c; INNER is any encoder name ("glove", "hash:64", ...).
 #pragma once
@@ -37,15 +41,19 @@ std::vector<std::string> split_fields(std::string_view text, const std::vector<s
 
 class FieldEncoder : public TextEncoder {
  public:
-  FieldEncoder(std::unique_ptr<TextEncoder> inner, std::vector<std::string> labels);
-  std::string name() const override;  // "fields-likes-dislikes-era-rater-favourite-glove-100d-sif"
+  FieldEncoder(std::unique_ptr<TextEncoder> inner, std::vector<std::string> labels,
+               std::vector<std::string> skipped = {});
+  // "fields-likes-dislikes-era-rater-favourite-glove-100d-sif" ("skip_favourite" when skipped)
+  std::string name() const override;
   int dim() const override;
   at::Tensor encode(const std::vector<std::string>& texts) override;  // [texts.size(), dim()] float32
   const std::vector<std::string>& labels() const { return labels_; }
 
  private:
+  int slots() const;  // 1 (the unlabelled text) + the encoded fields
   std::unique_ptr<TextEncoder> inner_;
   std::vector<std::string> labels_;
+  std::vector<bool> encoded_;  // per label: false when skipped
 };
 
 // "fields:INNER" or "fields(a,b,c):INNER" (see above); errors name the spec.

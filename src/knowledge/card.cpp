@@ -215,7 +215,8 @@ double plant_card_labels(PreparedData& data, const std::vector<KnowledgeCard>& c
   int64_t positive = 0, total = 0;
   for (RerankList& l : data.lists) {
     const KnowledgeCard& card = cards.at(static_cast<size_t>(l.user));
-    if (!card.liked.empty()) {
+    const bool no_liked_genre = card.liked.empty();
+    if (!no_liked_genre || (rule == PlantedRule::kEveryUser && !card.era.empty())) {
       for (size_t i = 0; i < l.items.size(); ++i) {
         const ItemInfo& item = data.dataset.items.at(static_cast<size_t>(l.items[i]));
         bool liked = false, disliked = false;
@@ -224,9 +225,10 @@ double plant_card_labels(PreparedData& data, const std::vector<KnowledgeCard>& c
           for (const std::string& x : card.disliked) disliked = disliked || same(g, x);
         }
         bool positive_item = liked;
-        if (rule == PlantedRule::kEveryStatement && !card.era.empty()) {
+        if (rule != PlantedRule::kGenres && !card.era.empty()) {
           const bool era = decade_of(item) == card.era;
-          if (card.rater == "generous") positive_item = liked || era;
+          if (no_liked_genre) positive_item = era;  // kEveryUser only: the era is the card's taste
+          else if (card.rater == "generous") positive_item = liked || era;
           else if (card.rater == "moderate") positive_item = liked && era;
         }
         l.labels[i] = positive_item && !disliked ? 1 : 0;

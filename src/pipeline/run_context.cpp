@@ -140,7 +140,7 @@ RunContext open_run(const RunConfig& config) {
   log_info("prompts: template {}, mean {:.0f} tokens, {} of {} cut to fit {} tokens", ctx.chat_template,
            ctx.users.empty() ? 0.0 : double(total_tokens) / double(ctx.users.size()), cut, ctx.users.size(), max_prompt);
 
-  if (config.prepare.labels == "card" || config.prepare.labels == "card-all") {
+  if (config.prepare.labels != "ratings") {
     // Planted labels: the cards of the items each prompt shows rank the lists (users who take no
     // part in the run: the card of their whole prefix).
     std::vector<KnowledgeCard> cards = user_cards(ctx);
@@ -148,8 +148,10 @@ RunContext open_run(const RunConfig& config) {
     for (int32_t u : ctx.users) in_run[static_cast<size_t>(u)] = 1;
     for (size_t u = 0; u < cards.size(); ++u)
       if (!in_run[u]) cards[u] = user_card(ctx.data, static_cast<int32_t>(u));
-    const bool every = config.prepare.labels == "card-all";
-    double share = plant_card_labels(ctx.data, cards, every ? PlantedRule::kEveryStatement : PlantedRule::kGenres);
+    const PlantedRule rule = config.prepare.labels == "card-all"          ? PlantedRule::kEveryStatement
+                             : config.prepare.labels == "card-every-user" ? PlantedRule::kEveryUser
+                                                                          : PlantedRule::kGenres;
+    double share = plant_card_labels(ctx.data, cards, rule);
     log_info("prepare: planted labels from the users' knowledge cards ([prepare] labels = \"{}\"): {:.1f}% positive",
              config.prepare.labels, 100.0 * share);
   }

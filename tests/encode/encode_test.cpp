@@ -313,6 +313,23 @@ TEST(FieldEncoder, CustomLabelsAndBadSpecs) {
   EXPECT_NE(e.find("without ')'"), std::string::npos) << e;
   e = error_of([] { make_encoder("fields:nonsense"); });
   EXPECT_NE(e.find("'nonsense'"), std::string::npos) << e;
+  e = error_of([] { make_encoder("fields(-a):hash:8"); });
+  EXPECT_NE(e.find("every field is skipped"), std::string::npos) << e;
+}
+
+// "-favourite": the label still ends the field before it, its value gets no slot, and the name
+// (the encoding cache's key) differs from the encoder that reads it.
+TEST(FieldEncoder, ASkippedFieldEndsTheOneBeforeItAndHasNoSlot) {
+  auto skip = make_encoder("fields(likes,rater,-favourite):hash:8");
+  auto all = make_encoder("fields(likes,rater,favourite):hash:8");
+  EXPECT_EQ(skip->dim(), 3 * 8);
+  EXPECT_NE(skip->name(), all->name());
+  const std::vector<std::string> cards = {"Likes: Drama. Rater: generous. Favourite: Comedy, Fargo.",
+                                          "Likes: Drama. Rater: generous. Favourite: Heat."};
+  at::Tensor v = skip->encode(cards), w = all->encode(cards);
+  EXPECT_TRUE(at::equal(v[0], v[1]));                         // the favourite does not count
+  EXPECT_TRUE(at::equal(v.slice(1, 0, 24), w.slice(1, 0, 24)));  // rest, likes and rater as before
+  EXPECT_FALSE(at::equal(w[0], w[1]));
 }
 
 // ---- encoding cache -----------------------------------------------------------------------------

@@ -132,7 +132,8 @@ TEST(Card, PlantedLabelsFollowTheLikedAndDislikedGenres) {
 }
 
 // labels = "card-all": the rater says how genres and era combine (generous: either, moderate: both,
-// critical: genres only), the disliked genre always vetoes; hand-computed for the card above.
+// critical: genres only), the disliked genre always vetoes; "card-every-user" also plants a card
+// without liked genres from its era; hand-computed for the card above.
 TEST(Card, PlantedLabelsFromEveryStatementFollowRaterEraAndGenres) {
   PreparedData p = one_user();
   p.dataset.items.push_back(item("Chinatown", 1974, {"Crime", "Film-Noir", "Mystery"}));
@@ -161,4 +162,16 @@ TEST(Card, PlantedLabelsFromEveryStatementFollowRaterEraAndGenres) {
   // The genre rule ignores era and rater.
   EXPECT_EQ(planted(generous, PlantedRule::kGenres), (Labels{0, 1, 0, 0, 1, 0, 1}));
   EXPECT_EQ(planted(moderate, PlantedRule::kGenres), (Labels{0, 1, 0, 0, 1, 0, 1}));
+  // kEveryUser is kEveryStatement for a card with liked genres...
+  EXPECT_EQ(planted(moderate, PlantedRule::kEveryUser), (Labels{0, 1, 0, 0, 1, 0, 0}));
+  EXPECT_EQ(planted(generous, PlantedRule::kEveryUser), (Labels{1, 1, 0, 0, 1, 0, 1}));
+  // ...and plants a card without them from its era (any rater), the disliked genre vetoing: Toy
+  // Story, Heat and Fargo are the 1990s items (none Horror).
+  KnowledgeCard no_likes = critical;
+  no_likes.liked.clear();
+  p.lists[0].labels.assign(7, 1);
+  EXPECT_EQ(planted(no_likes, PlantedRule::kEveryStatement), (Labels{1, 1, 1, 1, 1, 1, 1}));  // kept
+  EXPECT_EQ(planted(no_likes, PlantedRule::kEveryUser), (Labels{1, 1, 0, 0, 1, 0, 0}));
+  no_likes.rater = "generous";
+  EXPECT_EQ(planted(no_likes, PlantedRule::kEveryUser), (Labels{1, 1, 0, 0, 1, 0, 0}));
 }
