@@ -52,6 +52,9 @@ struct ForwardContext {
   at::Tensor sin_signed;   // [B, T, 1, head_dim] sin with the first half negated (rotate_half)
   at::Tensor mask;         // [B, 1, 1, T, S] additive (0 or lowest), or undefined: attend to all
   KVCache* cache = nullptr;  // when set: new keys go to slots [cache->length, +T), attend to [0, +T)
+  // Batch rows whose attention scores are computed together (0: all). A prefill of many long
+  // prompts without gradients takes its scores a few rows at a time so they stay in cache.
+  int64_t attention_rows = 0;
 };
 
 class RMSNormImpl : public torch::nn::Module {
@@ -145,6 +148,13 @@ class LlamaForCausalLMImpl : public torch::nn::Module {
   // Linear layers by their module path ("model.layers.0.self_attn.q_proj", "lm_head").
   std::vector<std::pair<std::string, Linear>> named_linears();
 
+  // CPU forwards of several tokens without gradients (prefill) in bf16 or fp16 compute attention
+  // a group of batch rows at a time, the group's fp32 scores at most this many bytes (0: all rows
+  // at once), so they stay in cache. The results do not depend on it: the same products and softmax
+  // rows, grouped differently (Llama.PrefillAttentionInRowGroupsEqualsAllRowsAtOnce).
+  static constexpr int64_t kDefaultAttentionChunkBytes = int64_t{4} << 20;
+  void set_attention_chunk_bytes(int64_t bytes) { attention_chunk_bytes_ = bytes; }
+
   const ModelConfig& config() const { return config_; }
   const ModelOptions& options() const { return options_; }
   at::Device device() const;
@@ -161,6 +171,7 @@ class LlamaForCausalLMImpl : public torch::nn::Module {
   void ensure_rope_table(int64_t n);
   ModelConfig config_;
   ModelOptions options_;
+  int64_t attention_chunk_bytes_ = kDefaultAttentionChunkBytes;
   at::Tensor inv_freq_;  // [head_dim / 2] fp32, on the model's device
   at::Tensor rope_cos_;  // [n, head_dim] compute dtype: cos of positions 0..n-1 (grown on demand)
   at::Tensor rope_sin_;  // [n, head_dim] sin with the first half negated

@@ -169,3 +169,42 @@ TEST(Llama, RmsNormInferenceLoopEqualsTheTensorExpression) {
     EXPECT_EQ(loop.scalar_type(), dt);
   }
 }
+
+TEST(Llama, PrefillAttentionInRowGroupsEqualsAllRowsAtOnce) {
+  // A bf16 CPU prefill without gradients computes attention a few batch rows at a time
+  // (set_attention_chunk_bytes); left-padded prompts of different lengths, a cache as generation
+  // uses it: the logits and the cached keys must equal those of all rows at once to
+  // rounding (the batched matmuls may block a different number of rows differently).
+  RLRF_REQUIRE_TINYSTORIES();
+  for (at::ScalarType dt : {at::kBFloat16}) {
+    LlamaForCausalLM model = load(tinystories_dir(), dt);
+    const int64_t B = 5, T = 40, V = model->config().vocab_size;
+    at::Tensor ids = at::randint(3, V, {B, T}, at::kLong);
+    at::Tensor valid = at::ones({B, T}, at::kBool), pos = at::zeros({B, T}, at::kLong);
+    for (int64_t b = 0; b < B; ++b) {
+      const int64_t pad = 7 * b;  // row b is left-padded by 7b slots
+      valid[b].narrow(0, 0, pad).fill_(false);
+      pos[b].narrow(0, pad, T - pad).copy_(at::arange(0, T - pad, at::kLong));
+    }
+    auto prefill = [&](int64_t chunk_bytes) {
+      model->set_attention_chunk_bytes(chunk_bytes);
+      c10::InferenceMode guard;
+      KVCache cache = KVCache::allocate(model->config(), B, T + 4, model->options().tensor_options());
+      at::Tensor logits = model->forward(ids, pos, valid, &cache).to(at::kFloat);
+      return std::make_pair(logits, cache.keys[1].narrow(3, 0, T).to(at::kFloat));  // layer 1 reads layer 0's attention
+    };
+    const int64_t row_bytes = model->config().num_attention_heads * T * T * 4;
+    const auto [all_logits, all_keys] = prefill(0);
+    for (int64_t rows : {1, 2}) {
+      const auto [logits, keys] = prefill(rows * row_bytes);
+      at::Tensor m = valid.unsqueeze(-1).expand_as(logits);
+      const double d = max_abs_diff(logits.masked_select(m), all_logits.masked_select(m));
+      EXPECT_LT(d, 1e-2) << c10::toString(dt) << ", " << rows << " row(s) at a time: " << d;
+      const double dk = max_abs_diff(keys, all_keys);
+      EXPECT_LT(dk, 1e-2) << c10::toString(dt) << ", " << rows << " row(s): keys " << dk;
+      std::printf("  %s, %lld row(s) at a time: max |dlogit| %.3g, max |dkey| %.3g\n", c10::toString(dt),
+                  static_cast<long long>(rows), d, dk);
+    }
+    model->set_attention_chunk_bytes(LlamaForCausalLMImpl::kDefaultAttentionChunkBytes);
+  }
+}
