@@ -3,6 +3,7 @@
 // shapes, so the figure reads as a fraction of what the matmuls alone could reach.
 //
 //   bench_generate [--model DIR] [--new-tokens 128] [--prompt-tokens 6] [--batches 1,16,64] [--dtypes fp32,bf16] [--threads N]
+//                  [--profile DIR]
 //
 // --prompt-tokens N > 6 repeats the story opening up to N tokens (the demo's prompts hold ~400), so
 // the prefill and the longer attention are timed too; tokens/s still counts generated tokens only.
@@ -11,15 +12,28 @@
 // excluded) + 4 x layers x context x (heads x head_dim) for attention scores and values, with the
 // context averaged over the generated span. Timings are the best of several runs (the machine may
 // be shared).
+//
+// --profile DIR: after each row's timing, one more generate call under libtorch's profiler; its
+// chrome trace goes to DIR/<dtype>-<batch>-<distinct|4pp>.json and the ATen operators that took
+// the most self time (their own time, nested operators subtracted) are printed under the row.
 #include <ATen/ATen.h>
 #include <c10/core/InferenceMode.h>
 
+#include <torch/csrc/autograd/profiler_legacy.h>
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <map>
 #include <string>
 #include <vector>
 
 #include "llm/checkpoint.h"
+#include "llm/kv_cache.h"
 #include "llm/generate.h"
 #include "llm/sampler.h"
 #include "llm/single_stream.h"
@@ -83,6 +97,60 @@ double square_matmul_gflops(int64_t n, at::ScalarType dtype) {
   return 2.0 * n * n * n / best_time([&] { at::matmul(a, b); }, 10, 0.05) / 1e9;
 }
 
+// The operators of a chrome trace by self time: each complete event's duration minus the durations
+// of the events nested directly in it on the same thread. Prints the top `top` and the rest.
+void print_self_times(const std::filesystem::path& trace, int top = 14) {
+  std::ifstream in(trace);
+  nlohmann::json j = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
+  const nlohmann::json& events = j.is_array() ? j : j["traceEvents"];
+  struct Ev {
+    std::string name;
+    double ts, dur;
+    std::string tid;
+  };
+  std::vector<Ev> evs;
+  for (const auto& e : events) {
+    if (!e.is_object() || e.value("ph", "") != "X") continue;
+    evs.push_back({e.value("name", ""), e.value("ts", 0.0), e.value("dur", 0.0), e.contains("tid") ? e["tid"].dump() : ""});
+  }
+  std::sort(evs.begin(), evs.end(), [](const Ev& a, const Ev& b) {
+    return a.tid != b.tid ? a.tid < b.tid : a.ts != b.ts ? a.ts < b.ts : a.dur > b.dur;
+  });
+  std::map<std::string, std::pair<double, int>> self;  // name -> (us, calls)
+  std::vector<size_t> stack;
+  std::vector<double> child;  // per stack entry: time of its direct children
+  double total = 0;
+  auto pop = [&]() {
+    const Ev& e = evs[stack.back()];
+    auto& s = self[e.name];
+    s.first += e.dur - child.back();
+    s.second += 1;
+    stack.pop_back();
+    child.pop_back();
+  };
+  for (size_t i = 0; i < evs.size(); ++i) {
+    while (!stack.empty() && (evs[stack.back()].tid != evs[i].tid || evs[stack.back()].ts + evs[stack.back()].dur <= evs[i].ts)) pop();
+    if (!stack.empty()) child.back() += evs[i].dur;
+    else total += evs[i].dur;
+    stack.push_back(i);
+    child.push_back(0);
+  }
+  while (!stack.empty()) pop();
+  std::vector<std::pair<std::string, std::pair<double, int>>> rows(self.begin(), self.end());
+  std::sort(rows.begin(), rows.end(), [](const auto& a, const auto& b) { return a.second.first > b.second.first; });
+  std::printf("      profile %s: %.1f ms in ATen operators; by self time:\n", trace.filename().string().c_str(), total / 1e3);
+  double rest = 0;
+  for (size_t i = 0; i < rows.size(); ++i) {
+    if (static_cast<int>(i) >= top) {
+      rest += rows[i].second.first;
+      continue;
+    }
+    std::printf("        %-34s %8.2f ms %5.1f%% %7d calls\n", rows[i].first.c_str(), rows[i].second.first / 1e3,
+                100.0 * rows[i].second.first / std::max(total, 1e-9), rows[i].second.second);
+  }
+  if (rest > 0) std::printf("        %-34s %8.2f ms %5.1f%%\n", "(the rest)", rest / 1e3, 100.0 * rest / std::max(total, 1e-9));
+}
+
 std::vector<int64_t> parse_list(const std::string& s) {
   std::vector<int64_t> out;
   for (auto p : rlrf::split(s, ",")) out.push_back(*rlrf::parse_int(rlrf::trim(p)));
@@ -94,7 +162,7 @@ std::vector<int64_t> parse_list(const std::string& s) {
 int main(int argc, char** argv) {
   std::string model_dir = (rlrf::shared_dir() / "models" / "tinystories-656k").string();
   int64_t new_tokens = 128, prompt_tokens = 6;
-  std::string batches = "1,16,64", dtypes = "fp32,bf16";
+  std::string batches = "1,16,64", dtypes = "fp32,bf16", profile_dir;
   int threads = 0;
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string a = argv[i], v = argv[i + 1];
@@ -104,6 +172,7 @@ int main(int argc, char** argv) {
     else if (a == "--batches") batches = v;
     else if (a == "--dtypes") dtypes = v;
     else if (a == "--threads") threads = std::stoi(v);
+    else if (a == "--profile") profile_dir = v;
     else {
       std::fprintf(stderr, "unknown option %s\n", a.c_str());
       return 1;
@@ -181,9 +250,60 @@ int main(int argc, char** argv) {
                       per_prompt == 1 ? "distinct" : "4/prompt", tokens / best, work / best / 1e9, 100.0 * bound / best,
                       two_paths ? (single ? "  single-stream step" : "  ATen path") : "");
           std::fflush(stdout);
+          if (!profile_dir.empty() && (!two_paths || !single)) {
+            std::filesystem::create_directories(profile_dir);
+            const std::filesystem::path trace = std::filesystem::path(profile_dir) /
+                (std::string(dname) + "-" + std::to_string(b) + (per_prompt == 1 ? "-distinct" : "-4pp") + ".json");
+            {
+              torch::autograd::profiler::RecordProfile guard(trace.string());
+              generate(model, reqs, g);
+            }
+            print_self_times(trace);
+            std::fflush(stdout);
+          }
         }
       }
     }
+  }
+  // bf16 attention in one run: a decoding step of `batch` rows at the mean context, and a prefill
+  // of 8 prompts, each timed (best of many short trials) with the one-pass softmax (the default)
+  // and with ATen's operators (its peer), alternating.
+  if (dtypes.find("bf16") != std::string::npos) {
+    ModelOptions o;
+    o.dtype = at::kBFloat16;
+    LlamaForCausalLM model = load_model(model_dir, o);
+    c10::InferenceMode guard;
+    const int64_t rows = parse_list(batches).back(), P = static_cast<int64_t>(prompt.size());
+    const int64_t context = static_cast<int64_t>(ctx), capacity = P + new_tokens;
+    KVCache cache = KVCache::allocate(config, rows, capacity, model->options().tensor_options());
+    for (at::Tensor& t : cache.keys) t.narrow(3, 0, context).normal_();
+    for (at::Tensor& t : cache.values) t.narrow(2, 0, context).normal_();
+    at::Tensor ids = at::randint(3, config.vocab_size, {rows, 1}, at::kLong);
+    at::Tensor pos = at::full({rows, 1}, context, at::kLong);
+    auto step = [&] {
+      cache.length = context;
+      model->forward(ids, pos, at::Tensor(), &cache);
+    };
+    const int64_t pre_rows = 8;
+    at::Tensor pre_ids = at::randint(3, config.vocab_size, {pre_rows, P}, at::kLong);
+    KVCache pre_cache = KVCache::allocate(config, pre_rows, P, model->options().tensor_options());
+    auto prefill = [&] {
+      pre_cache.length = 0;
+      model->forward(pre_ids, at::Tensor(), at::Tensor(), &pre_cache);
+    };
+    double best[2][2] = {{1e30, 1e30}, {1e30, 1e30}};  // [fused][decode, prefill]
+    for (int round = 0; round < 3; ++round) {
+      for (int fused = 1; fused >= 0; --fused) {
+        model->set_one_pass_softmax(fused);
+        best[fused][0] = std::min(best[fused][0], best_time(step, 10, 0.02));
+        best[fused][1] = std::min(best[fused][1], best_time(prefill, 5, 0.05));
+      }
+    }
+    std::printf("\nbf16 attention softmax, one run: a decoding step of %lld rows at context %lld %.0f us "
+                "with the one-pass softmax, %.0f us with ATen's operators (%.2fx); a prefill of %lld x "
+                "%lld tokens %.1f ms against %.1f ms (%.2fx)\n",
+                static_cast<long long>(rows), static_cast<long long>(context), best[1][0] * 1e6, best[0][0] * 1e6, best[0][0] / best[1][0], static_cast<long long>(pre_rows),
+                static_cast<long long>(P), best[1][1] * 1e3, best[0][1] * 1e3, best[0][1] / best[1][1]);
   }
   // Where the time of one single-stream token goes (fp32): the plain-C++ model step at the mean
   // context, and the ATen sampler on its logits (temperature 1, as the rows above).

@@ -13,7 +13,7 @@ namespace rlrf {
 class TextEncoder {
  public:
   virtual ~TextEncoder() = default;
-  virtual std::string name() const = 0;  // identifies the encoder in cache keys: "glove-100d-sif"
+  virtual std::string name() const = 0;  // identifies the encoder in cache keys: "glove-100d-sif-decades"
   virtual int dim() const = 0;
   // [texts.size(), dim()] float32 on CPU.
   virtual at::Tensor encode(const std::vector<std::string>& texts) = 0;

@@ -43,7 +43,7 @@ class FieldEncoder : public TextEncoder {
  public:
   FieldEncoder(std::unique_ptr<TextEncoder> inner, std::vector<std::string> labels,
                std::vector<std::string> skipped = {});
-  // "fields-likes-dislikes-era-rater-favourite-glove-100d-sif" ("skip_favourite" when skipped)
+  // "fields-likes-dislikes-era-rater-favourite-glove-100d-sif-decades" ("skip_favourite" when skipped)
   std::string name() const override;
   int dim() const override;
   at::Tensor encode(const std::vector<std::string>& texts) override;  // [texts.size(), dim()] float32

@@ -25,7 +25,19 @@ GloveSifEncoder::GloveSifEncoder(std::shared_ptr<const GloveVectors> vectors, do
   for (int64_t k = vectors_->count(); k >= 1; --k) harmonic_ += 1.0 / static_cast<double>(k);
 }
 
-std::string GloveSifEncoder::name() const { return fmt::format("glove-{}d-sif", vectors_->dim()); }
+std::string GloveSifEncoder::name() const { return fmt::format("glove-{}d-sif-decades", vectors_->dim()); }
+
+std::string decade_word(std::string_view token) {
+  auto digits = [&](size_t n) {
+    for (size_t i = 0; i < n; ++i)
+      if (token[i] < '0' || token[i] > '9') return false;
+    return true;
+  };
+  const bool year = token.size() == 4 && digits(4);
+  const bool decade = token.size() == 5 && digits(4) && token[3] == '0' && token[4] == 's';
+  if (!year && !decade) return "";
+  return fmt::format("mid-{}0s", token.substr(0, 3));
+}
 int GloveSifEncoder::dim() const { return vectors_->dim(); }
 
 double GloveSifEncoder::weight(int64_t rank) const {
@@ -39,6 +51,11 @@ void GloveSifEncoder::for_each_word_id(std::string_view text, F&& f) const {
     int64_t id = vectors_->find(token);
     if (id >= 0) {
       f(id);
+      return;
+    }
+    const std::string decade = decade_word(token);
+    if (!decade.empty()) {
+      if (int64_t d = vectors_->find(decade); d >= 0) f(d);
       return;
     }
     if (token.find('-') == std::string_view::npos) return;  // unknown: skipped

@@ -3,7 +3,11 @@
 // removal (that needs a corpus fit; the reranker's adapter can learn any constant offset).
 //
 //   tokens   word_tokenizer.h; a token not in the vocabulary that holds hyphens is looked up by its
-//            parts ("time-traveling" -> "time", "traveling"); other unknown tokens are skipped
+//            parts ("time-traveling" -> "time", "traveling"); a year or a decade not in the
+//            vocabulary ("1995", "1990s") is read as its decade's "mid-1990s" (the wink vocabulary
+//            has no bare numbers, but has "mid-1800s" to "mid-2000s": without this an item's
+//            release year and a card's "Era: 1990s" encoded to nothing); other unknown tokens are
+//            skipped
 //   p(w)     estimated from the word's frequency rank r (0-based) by Zipf's law:
 //            p(w) = 1 / ((r + 1) * H_N), H_N = sum_{k=1..N} 1/k over the N vocabulary words
 //   weight   a / (a + p(w)), a = 1e-3: "the" gets 0.013, rank 100 0.57, rank 1000 0.93
@@ -16,6 +20,7 @@
 // scale for the adapter, and make dot products cosine similarities.
 #pragma once
 #include <memory>
+#include <string>
 #include <string_view>
 
 #include "encode/encoder.h"
@@ -25,13 +30,17 @@ namespace rlrf {
 
 inline constexpr double kSifA = 1e-3;
 
+// The vocabulary word a year or decade token falls back to: "1995" and "1990s" -> "mid-1990s";
+// "" for any other token ("1995s", "95", "4.5").
+std::string decade_word(std::string_view token);
+
 // The SIF weight of the word at 0-based frequency rank `rank` in a vocabulary of `vocab_size` words.
 double sif_weight(int64_t rank, int64_t vocab_size, double a = kSifA);
 
 class GloveSifEncoder : public TextEncoder {
  public:
   explicit GloveSifEncoder(std::shared_ptr<const GloveVectors> vectors, double a = kSifA);
-  std::string name() const override;  // "glove-100d-sif"
+  std::string name() const override;  // "glove-100d-sif-decades"
   int dim() const override;
   // [texts.size(), dim()] float32; texts are encoded in parallel (at::parallel_for).
   at::Tensor encode(const std::vector<std::string>& texts) override;

@@ -1,6 +1,8 @@
 // The Llama-family decoder (Llama, Mistral, Qwen2) with Hugging Face math and parameter names.
 #include "llm/llama.h"
 
+#include "llm/attention_softmax.h"
+
 #include <ATen/ATen.h>
 #include <ATen/core/grad_mode.h>
 #include <c10/core/InferenceMode.h>
@@ -186,17 +188,30 @@ at::Tensor LlamaAttentionImpl::forward(const at::Tensor& x, const ForwardContext
   const int64_t S = values.size(2);
   const double scale = 1.0 / std::sqrt(static_cast<double>(D));
   // Grouped-query attention without copying keys: query head h = kv * G + j reads kv head kv.
-  at::Tensor qg = T == 1 ? q.reshape({B, KV, G, D}) : q.reshape({B, T, KV, G, D}).permute({0, 2, 3, 1, 4}).reshape({B, KV, G * T, D});
+  // The softmax scale multiplies the queries (D numbers a query) rather than the scores (S a query).
+  at::Tensor qg = (T == 1 ? q.reshape({B, KV, G, D}) : q.reshape({B, T, KV, G, D}).permute({0, 2, 3, 1, 4}).reshape({B, KV, G * T, D})) * scale;
   // One decoding step of a small fp32 problem: products and sums beat CPU bmm, which loops over
   // the B * KV small matrices one at a time (bf16 bmm has a fast oneDNN path; bf16 elementwise
   // ops do not).
   const bool elementwise = T == 1 && x.device().is_cpu() && stat_type(x.scalar_type()) == x.scalar_type() &&
                            B * H * S * D <= (int64_t{1} << 22);
   // Rows [b0, b0 + n): scores, mask, softmax, weighted values.
+  // bf16 CPU inference: the mask add and the softmax in one pass (attention_softmax.h).
+  const bool one_pass_softmax = !elementwise && x.device().is_cpu() && x.scalar_type() == at::kBFloat16 &&
+                                !at::GradMode::is_enabled() && ctx.one_pass_softmax;
   auto attend_rows = [&](int64_t b0, int64_t n) {
     const at::Tensor qr = qg.narrow(0, b0, n), kr = keys_t.narrow(0, b0, n), vr = values.narrow(0, b0, n);
-    at::Tensor scores = elementwise ? (qr.unsqueeze(-1) * kr.unsqueeze(2)).sum(3) * scale  // [n, KV, G, S]
-                                    : at::matmul(qr, kr) * scale;                          // [n, KV, G*T, S]
+    at::Tensor scores = elementwise ? (qr.unsqueeze(-1) * kr.unsqueeze(2)).sum(3)  // [n, KV, G, S]
+                                    : at::matmul(qr, kr);                          // [n, KV, G*T, S]
+    if (one_pass_softmax) {
+      at::Tensor mask;
+      if (ctx.mask.defined()) {
+        mask = ctx.mask.size(0) == 1 ? ctx.mask : ctx.mask.narrow(0, b0, n);
+        mask = mask.reshape({mask.size(0), T, S}).contiguous();
+      }
+      at::Tensor probs = attention_softmax_bf16(scores.contiguous().view({-1, S}), mask, T).view({n, KV, G * T, S});
+      return at::matmul(probs, vr);
+    }
     if (ctx.mask.defined())
       scores = scores.view({n, KV, G, T, S}) + (ctx.mask.size(0) == 1 ? ctx.mask : ctx.mask.narrow(0, b0, n));
     at::Tensor probs = at::softmax(scores, -1, stat_type(x.scalar_type())).to(x.scalar_type()).view({n, KV, G * T, S});
@@ -327,6 +342,7 @@ ForwardContext LlamaForCausalLMImpl::make_context(const at::Tensor& positions_in
     const int64_t row_bytes = config_.num_attention_heads * T * S * int64_t{4};  // one row's fp32 scores
     ctx.attention_rows = std::max<int64_t>(1, attention_chunk_bytes_ / row_bytes);
   }
+  ctx.one_pass_softmax = one_pass_softmax_;
   at::Tensor positions;
   int64_t max_pos = S - 1;
   if (positions_in.defined()) {

@@ -55,6 +55,9 @@ struct ForwardContext {
   // Batch rows whose attention scores are computed together (0: all). A prefill of many long
   // prompts without gradients takes its scores a few rows at a time so they stay in cache.
   int64_t attention_rows = 0;
+  // bf16 CPU attention without gradients takes its mask add and softmax in one pass
+  // (attention_softmax.h); false: ATen's operators.
+  bool one_pass_softmax = true;
 };
 
 class RMSNormImpl : public torch::nn::Module {
@@ -154,6 +157,9 @@ class LlamaForCausalLMImpl : public torch::nn::Module {
   // rows, grouped differently (Llama.PrefillAttentionInRowGroupsEqualsAllRowsAtOnce).
   static constexpr int64_t kDefaultAttentionChunkBytes = int64_t{4} << 20;
   void set_attention_chunk_bytes(int64_t bytes) { attention_chunk_bytes_ = bytes; }
+  // bf16 CPU attention without gradients: the mask add and softmax in one pass (default), or
+  // through ATen's operators (Llama.OnePassSoftmaxEqualsATensOperators compares the two).
+  void set_one_pass_softmax(bool on) { one_pass_softmax_ = on; }
 
   const ModelConfig& config() const { return config_; }
   const ModelOptions& options() const { return options_; }
@@ -172,6 +178,7 @@ class LlamaForCausalLMImpl : public torch::nn::Module {
   ModelConfig config_;
   ModelOptions options_;
   int64_t attention_chunk_bytes_ = kDefaultAttentionChunkBytes;
+  bool one_pass_softmax_ = true;
   at::Tensor inv_freq_;  // [head_dim / 2] fp32, on the model's device
   at::Tensor rope_cos_;  // [n, head_dim] compute dtype: cos of positions 0..n-1 (grown on demand)
   at::Tensor rope_sin_;  // [n, head_dim] sin with the first half negated

@@ -159,6 +159,8 @@ RunContext open_run(const RunConfig& config) {
   return ctx;
 }
 
+std::string encoder_identity(const RunContext& ctx) { return "encoder=" + (ctx.encoder ? ctx.encoder->name() : std::string("none")); }
+
 std::string policy_fingerprint(const RunContext& ctx, int round) {
   const RunConfig& c = ctx.config;
   std::string base = fingerprint({kPipelineVersion, "model", c.sections_text({"model"})});
@@ -166,7 +168,8 @@ std::string policy_fingerprint(const RunContext& ctx, int round) {
   if (round == 0) return base;
   // Round r's policy: DPO on round r-1's pairs, which depend on round r-1's responses and rewards.
   return fingerprint({"dpo", std::to_string(round), policy_fingerprint(ctx, round - 1),
-                      c.sections_text({"prompt", "generate", "reward", "rerank", "knowledge", "dpo"}), ctx.prepared_fingerprint});
+                      c.sections_text({"prompt", "generate", "reward", "rerank", "knowledge", "dpo"}), ctx.prepared_fingerprint,
+                      encoder_identity(ctx)});
 }
 
 at::ScalarType stage_dtype(const RunContext& ctx, const std::string& stage_dtype) {

@@ -67,6 +67,11 @@ struct PolicyChain {
 };
 PolicyChain policy_chain(const RunConfig& config, const std::filesystem::path& run_dir, int round);
 
+// The text encoder's name for fingerprints: a stage reading encoded knowledge is redone when the
+// encoder's behaviour changes ("glove-100d-sif" became "glove-100d-sif-decades") even if the config
+// naming it ("glove") did not.
+std::string encoder_identity(const RunContext& ctx);
+
 // SHA-256 over the parts, joined with a separator that cannot occur in them.
 std::string fingerprint(const std::vector<std::string>& parts);
 

@@ -32,7 +32,7 @@ std::string reward_fingerprint(const RunContext& ctx, int round) {
   // (card texts depend on the prompts and max_new_tokens, which generate_fingerprint covers)
   return fingerprint({kPipelineVersion, "reward", std::to_string(round), generate_fingerprint(ctx, round),
                       round > 0 ? generate_fingerprint(ctx, round - 1) : "",
-                      ctx.config.sections_text({"reward", "rerank", "knowledge"})});
+                      ctx.config.sections_text({"reward", "rerank", "knowledge"}), encoder_identity(ctx)});
 }
 
 std::vector<int> reward_folds(const RunContext& ctx) {

@@ -121,7 +121,7 @@ void stage_evaluate(RunContext& ctx) {
     table.results.setting = data.config.setting;
     table.results.rows.push_back({list_order_name(data.config.setting), "", {seed_result(evaluate_baseline(data, Split::kTest, "list_order"), 0)}});
     table.results.rows.push_back({"popularity", "", {seed_result(evaluate_baseline(data, Split::kTest, "popularity"), 0)}});
-    const std::string common = fingerprint({kPipelineVersion, table.data_fp, c.sections_text({"rerank", "knowledge"}),
+    const std::string common = fingerprint({kPipelineVersion, table.data_fp, c.sections_text({"rerank", "knowledge"}), encoder_identity(ctx),
                                             "max_users=" + std::to_string(c.run.max_users)});
     std::vector<std::string> row_fps;
     for (const KnowledgeRow& row : rows) {

@@ -231,7 +231,32 @@ TEST(GloveSif, HandComputedOnATinyVocabulary) {
   EXPECT_EQ(v[1].abs().sum().item<double>(), 0.0);  // empty text -> zero vector
   EXPECT_EQ(v[2].abs().sum().item<double>(), 0.0);  // nothing known -> zero vector
   EXPECT_EQ(enc.word_ids("The cat, sci-fi!"), (std::vector<int64_t>{0, 1, 2, 3}));
-  EXPECT_EQ(enc.name(), "glove-2d-sif");
+  EXPECT_EQ(enc.name(), "glove-2d-sif-decades");
+}
+
+TEST(GloveSif, YearsAndDecadesReadAsTheirDecadesWord) {
+  // The wink vocabulary has no bare numbers; a year or decade falls back to "mid-<decade>s" when the
+  // vocabulary has it (here "mid-1990s" rank 1, "mid-1950s" rank 2), and is skipped otherwise.
+  EXPECT_EQ(decade_word("1995"), "mid-1990s");
+  EXPECT_EQ(decade_word("1990s"), "mid-1990s");
+  EXPECT_EQ(decade_word("1995s"), "");
+  EXPECT_EQ(decade_word("95"), "");
+  EXPECT_EQ(decade_word("19a0s"), "");
+  fs::path dir = fresh_temp_dir("encode_glove_decades");
+  write_glove_binary(dir / "d.bin", {"era", "mid-1990s", "mid-1950s", "1990s"}, {1, 0, 0, 1, 0, 2, 5, 5}, 2);
+  GloveSifEncoder enc(GloveVectors::load(dir / "d.bin"));
+  // "1990s" itself is in this vocabulary: the word wins over the fallback.
+  EXPECT_EQ(enc.word_ids("Era: 1990s, 1995 (1953) 1850s 1995s"), (std::vector<int64_t>{0, 3, 1, 2}));
+  EXPECT_EQ(enc.word_ids("Era: 1950s"), (std::vector<int64_t>{0, 2}));
+}
+
+TEST(GloveSif, RealVectorsTellEraStatementsApart) {
+  SKIP_WITHOUT_GLOVE();
+  GloveSifEncoder enc(real_vectors());
+  at::Tensor v = enc.encode({"1990s", "1950s", "Toy Story (1995)", "Toy Story"});
+  EXPECT_NEAR(v[0].norm().item<double>(), 1.0, 1e-5) << "a decade alone encodes to nothing";
+  EXPECT_LT((v[0] * v[1]).sum().item<double>(), 0.99) << "the 1990s and the 1950s encode alike";
+  EXPECT_GT((v[2] - v[3]).abs().max().item<double>(), 1e-3) << "an item's release year is dropped";
 }
 
 TEST(GloveSif, RealEncoderIsUnitLengthAndSemantic) {

@@ -170,6 +170,41 @@ TEST(Llama, RmsNormInferenceLoopEqualsTheTensorExpression) {
   }
 }
 
+TEST(Llama, OnePassSoftmaxEqualsATensOperators) {
+  // bf16 CPU inference takes attention's mask add and softmax in one pass (attention_softmax.h):
+  // a left-padded prefill and decoding steps after it must give the logits of ATen's operators to
+  // bf16 rounding (the probabilities differ by at most one bf16 step, rarely).
+  RLRF_REQUIRE_TINYSTORIES();
+  LlamaForCausalLM model = load(tinystories_dir(), at::kBFloat16);
+  const int64_t B = 3, P = 24, steps = 6, V = model->config().vocab_size;
+  at::Tensor prompt = at::randint(3, V, {B, P}, at::kLong), next = at::randint(3, V, {B, steps}, at::kLong);
+  at::Tensor valid = at::zeros({B, P + steps}, at::kBool), pos = at::zeros({B, P}, at::kLong);
+  for (int64_t b = 0; b < B; ++b) {
+    valid[b].narrow(0, 5 * b, P - 5 * b).fill_(true);
+    pos[b].narrow(0, 5 * b, P - 5 * b).copy_(at::arange(0, P - 5 * b, at::kLong));
+  }
+  auto run = [&](bool one_pass) {
+    model->set_one_pass_softmax(one_pass);
+    c10::InferenceMode guard;
+    KVCache cache = KVCache::allocate(model->config(), B, P + steps, model->options().tensor_options());
+    std::vector<at::Tensor> out = {model->forward(prompt, pos, valid.narrow(1, 0, P), &cache).to(at::kFloat)};
+    at::Tensor npos = pos.select(1, P - 1).unsqueeze(1) + 1;
+    at::Tensor v = valid.clone();
+    for (int64_t t = 0; t < steps; ++t) {
+      v.select(1, cache.length).fill_(true);
+      out.push_back(model->forward(next.narrow(1, t, 1), npos + t, v.narrow(1, 0, cache.length + 1), &cache).to(at::kFloat));
+    }
+    return at::cat(out, 1);
+  };
+  const at::Tensor aten = run(false), one_pass = run(true);
+  model->set_one_pass_softmax(true);
+  at::Tensor m = at::cat({valid.narrow(1, 0, P), at::ones({B, steps}, at::kBool)}, 1).unsqueeze(-1).expand_as(aten);
+  const double d = max_abs_diff(one_pass.masked_select(m), aten.masked_select(m));
+  EXPECT_LT(d, 0.1) << "max |dlogit| " << d;
+  EXPECT_GT(aten.masked_select(m).abs().max().item<double>(), 1.0);
+  std::printf("  max |dlogit| %.3g (logits up to %.1f)\n", d, aten.masked_select(m).abs().max().item<double>());
+}
+
 TEST(Llama, PrefillAttentionInRowGroupsEqualsAllRowsAtOnce) {
   // A bf16 CPU prefill without gradients computes attention a few batch rows at a time
   // (set_attention_chunk_bytes); left-padded prompts of different lengths, a cache as generation

@@ -16,6 +16,7 @@
 #include "pipeline/run_config.h"
 #include "pipeline/run_context.h"
 #include "pipeline/run_store.h"
+#include "pipeline/stages.h"
 #include "util/config.h"
 #include "util/files.h"
 #include "util/strings.h"
@@ -129,4 +130,21 @@ TEST(RunRounds, PlantedLabelsFollowTheCardsAndTheCardRewardIsTheCardAccuracy) {
   ASSERT_FALSE(rewards.empty());
   for (const StoredReward& r : rewards)
     EXPECT_DOUBLE_EQ(r.reward, card_agreement(cards[static_cast<size_t>(r.user)], texts.at({r.user, r.sample})).score());
+
+  // An encoder that reads texts differently under the same config (a new version, as
+  // "glove-100d-sif" became "glove-100d-sif-decades") makes the stages that read encoded knowledge
+  // stale, and only those: the round's rewards and the next policy, not the SFT model or round 0's
+  // responses.
+  struct Renamed : TextEncoder {
+    std::string name() const override { return "hash-renamed"; }
+    int dim() const override { return 4; }
+    at::Tensor encode(const std::vector<std::string>&) override { return {}; }
+  };
+  const std::string reward_fp = reward_fingerprint(ctx, 0), policy_fp = policy_fingerprint(ctx, 1),
+                    sft_fp = policy_fingerprint(ctx, 0), generate_fp = generate_fingerprint(ctx, 0);
+  ctx.encoder = std::make_unique<Renamed>();
+  EXPECT_NE(reward_fingerprint(ctx, 0), reward_fp);
+  EXPECT_NE(policy_fingerprint(ctx, 1), policy_fp);
+  EXPECT_EQ(policy_fingerprint(ctx, 0), sft_fp);
+  EXPECT_EQ(generate_fingerprint(ctx, 0), generate_fp);
 }

