@@ -9,17 +9,11 @@
 #include <limits>
 #include <vector>
 
+#include "llm/cpu_clones.h"
 #include "util/error.h"
 
 namespace rlrf::llm {
 
-// The loops are compiled for three x86-64 levels and chosen at load time by the CPU (gcc's
-// function multi-versioning), as in single_stream_kernel.cpp.
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
-#define RLRF_SOFTMAX_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define RLRF_SOFTMAX_CLONES
-#endif
 
 namespace {
 
@@ -59,7 +53,7 @@ inline float exp_nonpositive(float x) {
 }
 
 // out[j] = softmax(s[j] + m[j]) over j < S (m may be null); buf holds S floats.
-RLRF_SOFTMAX_CLONES
+RLRF_CPU_CLONES
 void softmax_row(const uint16_t* __restrict s, const uint16_t* __restrict m, uint16_t* __restrict out,
                  float* __restrict buf, int64_t S) {
   float mx = -std::numeric_limits<float>::infinity();

@@ -195,10 +195,10 @@ at::Tensor LlamaAttentionImpl::forward(const at::Tensor& x, const ForwardContext
   // ops do not).
   const bool elementwise = T == 1 && x.device().is_cpu() && stat_type(x.scalar_type()) == x.scalar_type() &&
                            B * H * S * D <= (int64_t{1} << 22);
-  // Rows [b0, b0 + n): scores, mask, softmax, weighted values.
   // bf16 CPU inference: the mask add and the softmax in one pass (attention_softmax.h).
   const bool one_pass_softmax = !elementwise && x.device().is_cpu() && x.scalar_type() == at::kBFloat16 &&
                                 !at::GradMode::is_enabled() && ctx.one_pass_softmax;
+  // Rows [b0, b0 + n): scores, mask, softmax, weighted values.
   auto attend_rows = [&](int64_t b0, int64_t n) {
     const at::Tensor qr = qg.narrow(0, b0, n), kr = keys_t.narrow(0, b0, n), vr = values.narrow(0, b0, n);
     at::Tensor scores = elementwise ? (qr.unsqueeze(-1) * kr.unsqueeze(2)).sum(3)  // [n, KV, G, S]
@@ -209,7 +209,7 @@ at::Tensor LlamaAttentionImpl::forward(const at::Tensor& x, const ForwardContext
         mask = ctx.mask.size(0) == 1 ? ctx.mask : ctx.mask.narrow(0, b0, n);
         mask = mask.reshape({mask.size(0), T, S}).contiguous();
       }
-      at::Tensor probs = attention_softmax_bf16(scores.contiguous().view({-1, S}), mask, T).view({n, KV, G * T, S});
+      at::Tensor probs = attention_softmax_bf16(scores.view({-1, S}), mask, T).view({n, KV, G * T, S});
       return at::matmul(probs, vr);
     }
     if (ctx.mask.defined())

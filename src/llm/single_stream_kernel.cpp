@@ -9,17 +9,11 @@
 #include <cmath>
 #include <utility>
 
+#include "llm/cpu_clones.h"
 #include "util/error.h"
 
 namespace rlrf::llm {
 
-// The vectorised loops are compiled for three x86-64 levels and chosen once at load time by the
-// CPU (gcc's function multi-versioning); other compilers and CPUs build the portable version.
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
-#define RLRF_CPU_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define RLRF_CPU_CLONES
-#endif
 
 namespace {
 
