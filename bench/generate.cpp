@@ -3,7 +3,7 @@
 // shapes, so the figure reads as a fraction of what the matmuls alone could reach.
 //
 //   bench_generate [--model DIR] [--new-tokens 128] [--prompt-tokens 6] [--batches 1,16,64] [--dtypes fp32,bf16] [--threads N]
-//                  [--profile DIR]
+//                  [--profile DIR] [--attention-peer 1]
 //
 // --prompt-tokens N > 6 repeats the story opening up to N tokens (the demo's prompts hold ~400), so
 // the prefill and the longer attention are timed too; tokens/s still counts generated tokens only.
@@ -12,6 +12,10 @@
 // excluded) + 4 x layers x context x (heads x head_dim) for attention scores and values, with the
 // context averaged over the generated span. Timings are the best of several runs (the machine may
 // be shared).
+//
+// --attention-peer 1: every row is also timed with attention through ATen's operators (the model's
+// set_fused_decode_attention(false) and set_one_pass_softmax(false)), the two alternating, and the
+// row prints that figure and the ratio.
 //
 // --profile DIR: after each row's timing, one more generate call under libtorch's profiler; its
 // chrome trace goes to DIR/<dtype>-<batch>-<distinct|4pp>.json and the ATen operators that took
@@ -28,11 +32,15 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
 
+#include "profile.h"
+
 #include "llm/checkpoint.h"
+#include "llm/decode_attention.h"
 #include "llm/kv_cache.h"
 #include "llm/generate.h"
 #include "llm/sampler.h"
@@ -97,60 +105,6 @@ double square_matmul_gflops(int64_t n, at::ScalarType dtype) {
   return 2.0 * n * n * n / best_time([&] { at::matmul(a, b); }, 10, 0.05) / 1e9;
 }
 
-// The operators of a chrome trace by self time: each complete event's duration minus the durations
-// of the events nested directly in it on the same thread. Prints the top `top` and the rest.
-void print_self_times(const std::filesystem::path& trace, int top = 14) {
-  std::ifstream in(trace);
-  nlohmann::json j = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
-  const nlohmann::json& events = j.is_array() ? j : j["traceEvents"];
-  struct Ev {
-    std::string name;
-    double ts, dur;
-    std::string tid;
-  };
-  std::vector<Ev> evs;
-  for (const auto& e : events) {
-    if (!e.is_object() || e.value("ph", "") != "X") continue;
-    evs.push_back({e.value("name", ""), e.value("ts", 0.0), e.value("dur", 0.0), e.contains("tid") ? e["tid"].dump() : ""});
-  }
-  std::sort(evs.begin(), evs.end(), [](const Ev& a, const Ev& b) {
-    return a.tid != b.tid ? a.tid < b.tid : a.ts != b.ts ? a.ts < b.ts : a.dur > b.dur;
-  });
-  std::map<std::string, std::pair<double, int>> self;  // name -> (us, calls)
-  std::vector<size_t> stack;
-  std::vector<double> child;  // per stack entry: time of its direct children
-  double total = 0;
-  auto pop = [&]() {
-    const Ev& e = evs[stack.back()];
-    auto& s = self[e.name];
-    s.first += e.dur - child.back();
-    s.second += 1;
-    stack.pop_back();
-    child.pop_back();
-  };
-  for (size_t i = 0; i < evs.size(); ++i) {
-    while (!stack.empty() && (evs[stack.back()].tid != evs[i].tid || evs[stack.back()].ts + evs[stack.back()].dur <= evs[i].ts)) pop();
-    if (!stack.empty()) child.back() += evs[i].dur;
-    else total += evs[i].dur;
-    stack.push_back(i);
-    child.push_back(0);
-  }
-  while (!stack.empty()) pop();
-  std::vector<std::pair<std::string, std::pair<double, int>>> rows(self.begin(), self.end());
-  std::sort(rows.begin(), rows.end(), [](const auto& a, const auto& b) { return a.second.first > b.second.first; });
-  std::printf("      profile %s: %.1f ms in ATen operators; by self time:\n", trace.filename().string().c_str(), total / 1e3);
-  double rest = 0;
-  for (size_t i = 0; i < rows.size(); ++i) {
-    if (static_cast<int>(i) >= top) {
-      rest += rows[i].second.first;
-      continue;
-    }
-    std::printf("        %-34s %8.2f ms %5.1f%% %7d calls\n", rows[i].first.c_str(), rows[i].second.first / 1e3,
-                100.0 * rows[i].second.first / std::max(total, 1e-9), rows[i].second.second);
-  }
-  if (rest > 0) std::printf("        %-34s %8.2f ms %5.1f%%\n", "(the rest)", rest / 1e3, 100.0 * rest / std::max(total, 1e-9));
-}
-
 std::vector<int64_t> parse_list(const std::string& s) {
   std::vector<int64_t> out;
   for (auto p : rlrf::split(s, ",")) out.push_back(*rlrf::parse_int(rlrf::trim(p)));
@@ -164,6 +118,7 @@ int main(int argc, char** argv) {
   int64_t new_tokens = 128, prompt_tokens = 6;
   std::string batches = "1,16,64", dtypes = "fp32,bf16", profile_dir;
   int threads = 0;
+  bool attention_peer = false;
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string a = argv[i], v = argv[i + 1];
     if (a == "--model") model_dir = v;
@@ -173,6 +128,7 @@ int main(int argc, char** argv) {
     else if (a == "--dtypes") dtypes = v;
     else if (a == "--threads") threads = std::stoi(v);
     else if (a == "--profile") profile_dir = v;
+    else if (a == "--attention-peer") attention_peer = v != "0";
     else {
       std::fprintf(stderr, "unknown option %s\n", a.c_str());
       return 1;
@@ -232,12 +188,19 @@ int main(int argc, char** argv) {
           g.threads = threads;  // as asked, not generate's automatic choice
           g.single_stream = single;
           generate(model, reqs, g);  // warm up
-          double best = 1e30;
+          double best = 1e30, best_aten = 1e30;
+          const bool peer_row = attention_peer && !(two_paths && single);
           for (int rep = 0; rep < 5; ++rep) {
-            auto t0 = Clock::now();
-            generate(model, reqs, g);
-            best = std::min(best, seconds_since(t0));
+            for (int aten = 0; aten <= (peer_row ? 1 : 0); ++aten) {
+              model->set_fused_decode_attention(!aten);
+              model->set_one_pass_softmax(!aten);
+              auto t0 = Clock::now();
+              generate(model, reqs, g);
+              (aten ? best_aten : best) = std::min(aten ? best_aten : best, seconds_since(t0));
+            }
           }
+          model->set_fused_decode_attention(true);
+          model->set_one_pass_softmax(true);
           const double tokens = static_cast<double>(b * new_tokens);
           const double prompts = static_cast<double>(b / per_prompt);
           const double work = tokens * flops_per_token + prompts * prefill_flops;
@@ -246,9 +209,13 @@ int main(int argc, char** argv) {
           const double bound = tokens * flops_per_token / (matmul_gflops(config, b, o.dtype) * 1e9) +
                                prompts * prefill_flops /
                                    (matmul_gflops(config, std::min<int64_t>(4096, static_cast<int64_t>(prompts * P)), o.dtype) * 1e9);
-          std::printf("%-5s %6lld %9s %12.0f %12.2f %9.1f%%%s\n", std::string(dname).c_str(), static_cast<long long>(b),
+          std::printf("%-5s %6lld %9s %12.0f %12.2f %9.1f%%%s", std::string(dname).c_str(), static_cast<long long>(b),
                       per_prompt == 1 ? "distinct" : "4/prompt", tokens / best, work / best / 1e9, 100.0 * bound / best,
                       two_paths ? (single ? "  single-stream step" : "  ATen path") : "");
+          if (peer_row)
+            std::printf("  attention through ATen: %.0f tokens/s, %.1f%% (one pass %.2fx)", tokens / best_aten,
+                        100.0 * bound / best_aten, best_aten / best);
+          std::printf("\n");
           std::fflush(stdout);
           if (!profile_dir.empty() && (!two_paths || !single)) {
             std::filesystem::create_directories(profile_dir);
@@ -258,19 +225,20 @@ int main(int argc, char** argv) {
               torch::autograd::profiler::RecordProfile guard(trace.string());
               generate(model, reqs, g);
             }
-            print_self_times(trace);
+            rlrf::print_self_times(trace);
             std::fflush(stdout);
           }
         }
       }
     }
   }
-  // bf16 attention in one run: a decoding step of `batch` rows at the mean context, and a prefill
-  // of 8 prompts, each timed (best of many short trials) with the one-pass softmax (the default)
-  // and with ATen's operators (its peer), alternating.
-  if (dtypes.find("bf16") != std::string::npos) {
+  // Attention in one run, per dtype: a decoding step of `batch` rows at the mean context in one pass
+  // (decode_attention.h, the default) and through ATen's operators (its peer); in bf16 also a
+  // prefill of 8 prompts with the one-pass softmax (the default) and with ATen's softmax. Each is
+  // the best of many short trials, the two alternating.
+  for (std::string_view dname : rlrf::split(dtypes, ",")) {
     ModelOptions o;
-    o.dtype = at::kBFloat16;
+    o.dtype = parse_dtype(std::string(dname));
     LlamaForCausalLM model = load_model(model_dir, o);
     c10::InferenceMode guard;
     const int64_t rows = parse_list(batches).back(), P = static_cast<int64_t>(prompt.size());
@@ -291,19 +259,39 @@ int main(int argc, char** argv) {
       pre_cache.length = 0;
       model->forward(pre_ids, at::Tensor(), at::Tensor(), &pre_cache);
     };
-    double best[2][2] = {{1e30, 1e30}, {1e30, 1e30}};  // [fused][decode, prefill]
+    const bool half = o.dtype == at::kBFloat16;
+    // The attention alone on layer 0's cache: the kernel, and ATen's matmul, softmax and matmul.
+    const int64_t KV = config.num_key_value_heads, G = config.num_attention_heads / KV, D = config.head_dim;
+    const at::Tensor q = (at::randn({rows, KV, G, D}) * 0.25).to(o.dtype);
+    const at::Tensor keys_t = cache.keys[0].narrow(3, 0, context), values = cache.values[0].narrow(2, 0, context);
+    auto kernel = [&] { decode_attention(q, keys_t, values, at::Tensor()); };
+    auto aten_ops = [&] {
+      at::matmul(at::softmax(at::matmul(q, keys_t), -1, at::kFloat).to(o.dtype), values);
+    };
+    double best[2][2] = {{1e30, 1e30}, {1e30, 1e30}};  // [ours][decode, prefill]
+    double alone[2] = {1e30, 1e30};                     // [ours]
     for (int round = 0; round < 3; ++round) {
-      for (int fused = 1; fused >= 0; --fused) {
-        model->set_one_pass_softmax(fused);
-        best[fused][0] = std::min(best[fused][0], best_time(step, 10, 0.02));
-        best[fused][1] = std::min(best[fused][1], best_time(prefill, 5, 0.05));
+      for (int ours = 1; ours >= 0; --ours) {
+        model->set_fused_decode_attention(ours);
+        model->set_one_pass_softmax(ours);
+        best[ours][0] = std::min(best[ours][0], best_time(step, 10, 0.02));
+        if (half) best[ours][1] = std::min(best[ours][1], best_time(prefill, 5, 0.05));
+        alone[ours] = std::min(alone[ours], best_time(ours ? std::function<void()>(kernel) : std::function<void()>(aten_ops), 10, 0.02));
       }
     }
-    std::printf("\nbf16 attention softmax, one run: a decoding step of %lld rows at context %lld %.0f us "
-                "with the one-pass softmax, %.0f us with ATen's operators (%.2fx); a prefill of %lld x "
-                "%lld tokens %.1f ms against %.1f ms (%.2fx)\n",
-                static_cast<long long>(rows), static_cast<long long>(context), best[1][0] * 1e6, best[0][0] * 1e6, best[0][0] / best[1][0], static_cast<long long>(pre_rows),
-                static_cast<long long>(P), best[1][1] * 1e3, best[0][1] * 1e3, best[0][1] / best[1][1]);
+    model->set_fused_decode_attention(true);
+    model->set_one_pass_softmax(true);
+    std::printf("\n%s attention, one run: a decoding step of %lld rows at context %lld %.0f us in one pass, %.0f us "
+                "with ATen's operators (%.2fx)",
+                std::string(dname).c_str(), static_cast<long long>(rows), static_cast<long long>(context),
+                best[1][0] * 1e6, best[0][0] * 1e6, best[0][0] / best[1][0]);
+    std::printf(" (one layer's attention alone: %.0f us against %.0f us, %.2fx)", alone[1] * 1e6, alone[0] * 1e6,
+                alone[0] / alone[1]);
+    if (half)
+      std::printf("; a prefill of %lld x %lld tokens %.1f ms with the one-pass softmax against %.1f ms (%.2fx)",
+                  static_cast<long long>(pre_rows), static_cast<long long>(P), best[1][1] * 1e3, best[0][1] * 1e3,
+                  best[0][1] / best[1][1]);
+    std::printf("\n");
   }
   // Where the time of one single-stream token goes (fp32): the plain-C++ model step at the mean
   // context, and the ATen sampler on its logits (temperature 1, as the rows above).

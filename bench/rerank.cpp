@@ -6,10 +6,13 @@
 // threads, and prints the ratio of training lists per second (fp32 against the peer's fp32; the
 // peer always runs fp32, so a bf16 row's ratio is an extra, not the comparison).
 //   usage: bench_rerank [epochs=2] [threads=1] [device=cpu] [dtype=fp32] [setting=kar] [--no-peer]
-//          [--models dlcm,prm] [--knowledge none,profile]
+//          [--models dlcm,prm] [--knowledge none,profile] [--profile DIR]
+// --profile DIR: after each row's timing, one more epoch of training under libtorch's profiler; its
+// chrome trace goes to DIR and the operators are printed by self time.
 // threads: intra-op threads of the one training timed at a time (the library's default is 1 on
 // CPU: see RerankTrainConfig::threads). dtype bf16: mixed-precision matmuls (RerankTrainConfig::dtype).
 #include <ATen/ATen.h>
+#include <torch/csrc/autograd/profiler_legacy.h>
 
 #include <fmt/format.h>
 
@@ -23,6 +26,7 @@
 #include <vector>
 
 #include "peer.h"
+#include "profile.h"
 
 #include "data/dataset.h"
 #include "data/prepare.h"
@@ -91,11 +95,12 @@ size_t write_peer_inputs(const std::filesystem::path& dir, const PreparedData& d
 int main(int argc, char** argv) {
   std::vector<std::string> args;
   bool peer = true;
-  std::string models = "dlcm,prm", knowledge = "none,profile";
+  std::string models = "dlcm,prm", knowledge = "none,profile", profile_dir;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--no-peer") peer = false;
     else if ((a == "--models" || a == "--knowledge") && i + 1 < argc) (a == "--models" ? models : knowledge) = argv[++i];
+    else if (a == "--profile" && i + 1 < argc) profile_dir = argv[++i];
     else args.push_back(a);
   }
   auto arg = [&](size_t i, const char* fallback) { return i < args.size() ? args[i] : std::string(fallback); };
@@ -145,6 +150,18 @@ int main(int argc, char** argv) {
         const double lists_per_s = static_cast<double>(n_train) * n / train;
         std::printf("%-4s %-26s %7.2f s/epoch training (%.2f s with validation), %.0f lists/s\n", model.c_str(),
                     with ? "with profile knowledge" : "without knowledge", train / n, total / n, lists_per_s);
+        if (!profile_dir.empty()) {
+          std::filesystem::create_directories(profile_dir);
+          const std::filesystem::path trace =
+              std::filesystem::path(profile_dir) / fmt::format("rerank_{}_{}_{}.json", model, with ? "profile" : "none", dtype);
+          {
+            RerankTrainConfig one = c;
+            one.epochs = one.patience = 1;
+            torch::autograd::profiler::RecordProfile guard(trace.string());
+            train_reranker(data, k, one);
+          }
+          print_self_times(trace, 18);
+        }
         if (peer) {
           const std::string cmd =
               fmt::format("/usr/bin/python3 {}/bench/peer/rerank_epoch.py {} --model {} --knowledge {} --epochs {} --threads {}",

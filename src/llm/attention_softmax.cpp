@@ -10,47 +10,12 @@
 #include <vector>
 
 #include "llm/cpu_clones.h"
+#include "llm/kernel_math.h"
 #include "util/error.h"
 
 namespace rlrf::llm {
 
-
 namespace {
-
-inline float bf16_to_float(uint16_t h) {
-  const uint32_t u = static_cast<uint32_t>(h) << 16;
-  float f;
-  std::memcpy(&f, &u, sizeof f);
-  return f;
-}
-
-// Round to nearest even, as c10::BFloat16 does for finite values (probabilities are finite).
-inline uint16_t float_to_bf16(float f) {
-  uint32_t u;
-  std::memcpy(&u, &f, sizeof u);
-  u += 0x7FFFu + ((u >> 16) & 1u);
-  return static_cast<uint16_t>(u >> 16);
-}
-
-// e^x for x <= 0 (softmax arguments after the max is subtracted): x = n ln2 + r, |r| <= ln2 / 2,
-// e^r by Cephes' expf polynomial, 2^n put in the exponent bits; x < -87.3 gives 0.
-inline float exp_nonpositive(float x) {
-  const bool zero = x < -87.3f;
-  x = x < -87.3f ? -87.3f : x;
-  const float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;  // round to nearest
-  const float r = (x - n * 0.693359375f) - n * -2.12194440e-4f;
-  float p = 1.9875691500e-4f;
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  const float er = p * r * r + r + 1.0f;
-  const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
-  float two_n;
-  std::memcpy(&two_n, &bits, sizeof two_n);
-  return zero ? 0.0f : er * two_n;
-}
 
 // out[j] = softmax(s[j] + m[j]) over j < S (m may be null); buf holds S floats.
 RLRF_CPU_CLONES

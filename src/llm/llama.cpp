@@ -2,6 +2,7 @@
 #include "llm/llama.h"
 
 #include "llm/attention_softmax.h"
+#include "llm/decode_attention.h"
 
 #include <ATen/ATen.h>
 #include <ATen/core/grad_mode.h>
@@ -190,6 +191,14 @@ at::Tensor LlamaAttentionImpl::forward(const at::Tensor& x, const ForwardContext
   // Grouped-query attention without copying keys: query head h = kv * G + j reads kv head kv.
   // The softmax scale multiplies the queries (D numbers a query) rather than the scores (S a query).
   at::Tensor qg = (T == 1 ? q.reshape({B, KV, G, D}) : q.reshape({B, T, KV, G, D}).permute({0, 2, 3, 1, 4}).reshape({B, KV, G * T, D})) * scale;
+  // A decoding step on the CPU without gradients: one pass over the cache (decode_attention.h).
+  if (T == 1 && ctx.fused_decode_attention && x.device().is_cpu() && !at::GradMode::is_enabled() &&
+      (x.scalar_type() == at::kFloat || x.scalar_type() == at::kBFloat16) && keys_t.scalar_type() == x.scalar_type() &&
+      (!ctx.mask.defined() || ctx.mask.scalar_type() == x.scalar_type()) && (S == 1 || keys_t.stride(3) == 1) &&
+      values.stride(3) == 1) {
+    const at::Tensor mask = ctx.mask.defined() ? ctx.mask.reshape({ctx.mask.size(0), S}) : at::Tensor();
+    return o_proj(decode_attention(qg, keys_t, values, mask).reshape({B, 1, H * D}));
+  }
   // One decoding step of a small fp32 problem: products and sums beat CPU bmm, which loops over
   // the B * KV small matrices one at a time (bf16 bmm has a fast oneDNN path; bf16 elementwise
   // ops do not).
@@ -343,6 +352,7 @@ ForwardContext LlamaForCausalLMImpl::make_context(const at::Tensor& positions_in
     ctx.attention_rows = std::max<int64_t>(1, attention_chunk_bytes_ / row_bytes);
   }
   ctx.one_pass_softmax = one_pass_softmax_;
+  ctx.fused_decode_attention = fused_decode_attention_;
   at::Tensor positions;
   int64_t max_pos = S - 1;
   if (positions_in.defined()) {

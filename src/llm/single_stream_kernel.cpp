@@ -10,6 +10,7 @@
 #include <utility>
 
 #include "llm/cpu_clones.h"
+#include "llm/decode_attention.h"
 #include "util/error.h"
 
 namespace rlrf::llm {
@@ -79,39 +80,6 @@ void rope(float* v, int64_t d, const float* cos, const float* sin) {
   }
 }
 
-// Attention of one query head over slots [first, last]: keys_t [d, capacity] (transposed), values
-// [capacity, d]; out [d].
-RLRF_CPU_CLONES
-void attend(const float* __restrict q, const float* __restrict keys_t, const float* __restrict values, int64_t capacity,
-            int64_t d, int64_t first, int64_t last, float scale, float* __restrict scores, float* __restrict out) {
-  const int64_t s_n = last - first + 1;
-  std::fill(scores, scores + s_n, 0.0f);
-  for (int64_t j = 0; j < d; ++j) {
-    const float qj = q[j];
-    const float* kr = keys_t + j * capacity + first;
-#pragma omp simd
-    for (int64_t s = 0; s < s_n; ++s) scores[s] += qj * kr[s];
-  }
-  float mx = -INFINITY;
-  for (int64_t s = 0; s < s_n; ++s) {
-    scores[s] *= scale;
-    mx = std::max(mx, scores[s]);
-  }
-  float sum = 0;
-  for (int64_t s = 0; s < s_n; ++s) {
-    scores[s] = std::exp(scores[s] - mx);
-    sum += scores[s];
-  }
-  const float inv = 1.0f / sum;
-  std::fill(out, out + d, 0.0f);
-  for (int64_t s = 0; s < s_n; ++s) {
-    const float p = scores[s] * inv;
-    const float* vr = values + (first + s) * d;
-#pragma omp simd
-    for (int64_t j = 0; j < d; ++j) out[j] += p * vr[j];
-  }
-}
-
 // silu(g) * u into g, elements [begin, end).
 RLRF_CPU_CLONES
 void swiglu(float* __restrict g, const float* __restrict u, int64_t begin, int64_t end) {
@@ -140,14 +108,14 @@ void single_stream_kernel(SingleStreamModel& m, int32_t token, int64_t position,
   std::copy(m.embed + token * hidden, m.embed + (token + 1) * hidden, m.x.begin());
   threads = std::max(1, threads);
   m.xn.resize(threads * hidden);  // each thread's normed copy of x
-  m.scores.resize(threads * S);   // each thread's attention scores
+  m.scores.resize(threads * G * S);  // each thread's attention scores
 
   // Every thread runs the whole step on its share: matrix rows, and key/value head groups for the
   // attention; a barrier wherever the next phase reads what other threads wrote. The small
   // vector work (norms) is done by every thread on its own copy rather than waited for.
   auto step = [&](int t, int nt) {
     float* xn = m.xn.data() + t * hidden;
-    float* scores = m.scores.data() + t * S;
+    float* scores = m.scores.data() + t * G * S;
     for (size_t l = 0; l < m.layers.size(); ++l) {
       const SingleStreamModel::Layer& L = m.layers[l];
       rms_norm(m.x.data(), L.input_norm, xn, hidden, c.rms_norm_eps);
@@ -165,10 +133,12 @@ void single_stream_kernel(SingleStreamModel& m, int32_t token, int64_t position,
         for (int64_t j = 0; j < D; ++j) kt[j * capacity + slot] = k[j];
         std::copy(m.v.begin() + g * D, m.v.begin() + (g + 1) * D, values[l] + (g * capacity + slot) * D);
         for (int64_t h = g * G; h < (g + 1) * G; ++h) {
-          rope(m.q.data() + h * D, D, cos, sin);
-          attend(m.q.data() + h * D, kt, values[l] + g * capacity * D, capacity, D, first, slot, scale, scores,
-                 m.attn.data() + h * D);
+          float* q = m.q.data() + h * D;
+          rope(q, D, cos, sin);
+          for (int64_t j = 0; j < D; ++j) q[j] *= scale;
         }
+        attend_group_fp32(m.q.data() + g * G * D, G, D, kt + first, capacity, values[l] + (g * capacity + first) * D, D,
+                          nullptr, S, scores, m.attn.data() + g * G * D);
       }
 #pragma omp barrier
       auto [hb, he] = share(hidden, t, nt);

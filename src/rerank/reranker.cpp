@@ -5,7 +5,6 @@
 
 #include <ATen/ATen.h>
 #include <ATen/autocast_mode.h>
-#include <torch/optim/adamw.h>
 
 #include <algorithm>
 #include <chrono>
@@ -290,7 +289,7 @@ class TrainingPasses {
     for (const std::vector<int64_t>& ps : length_batches(data_, train_, cfg_.batch, &rng_)) {
       std::vector<int64_t> ls(ps.size());
       for (size_t i = 0; i < ps.size(); ++i) ls[i] = train_[static_cast<size_t>(ps[i])];
-      set_lr(*opt_, cosine_lr(cfg_.lr, step_, total_steps_));
+      opt_->set_lr(cosine_lr(cfg_.lr, step_, total_steps_));
       at::Tensor loss = batch_loss(ls);
       opt_->zero_grad();
       loss.backward();
@@ -334,7 +333,7 @@ class TrainingPasses {
   const torch::Device dev_;
   const std::vector<int64_t> train_;  // indices into data.lists
   at::Tensor user_vec_, item_vec_;    // knowledge vectors on the device (undefined: not used)
-  std::unique_ptr<torch::optim::AdamW> opt_;
+  std::unique_ptr<FlatAdamW> opt_;
   std::mt19937_64 rng_;
   int64_t step_ = 0, total_steps_ = 1;
 };

@@ -185,6 +185,7 @@ TEST(Llama, OnePassSoftmaxEqualsATensOperators) {
   }
   auto run = [&](bool one_pass) {
     model->set_one_pass_softmax(one_pass);
+    model->set_fused_decode_attention(false);  // the decoding steps' softmax too
     c10::InferenceMode guard;
     KVCache cache = KVCache::allocate(model->config(), B, P + steps, model->options().tensor_options());
     std::vector<at::Tensor> out = {model->forward(prompt, pos, valid.narrow(1, 0, P), &cache).to(at::kFloat)};
@@ -198,11 +199,61 @@ TEST(Llama, OnePassSoftmaxEqualsATensOperators) {
   };
   const at::Tensor aten = run(false), one_pass = run(true);
   model->set_one_pass_softmax(true);
+  model->set_fused_decode_attention(true);
   at::Tensor m = at::cat({valid.narrow(1, 0, P), at::ones({B, steps}, at::kBool)}, 1).unsqueeze(-1).expand_as(aten);
   const double d = max_abs_diff(one_pass.masked_select(m), aten.masked_select(m));
   EXPECT_LT(d, 0.1) << "max |dlogit| " << d;
   EXPECT_GT(aten.masked_select(m).abs().max().item<double>(), 1.0);
   std::printf("  max |dlogit| %.3g (logits up to %.1f)\n", d, aten.masked_select(m).abs().max().item<double>());
+}
+
+TEST(Llama, FusedDecodeAttentionEqualsATensOperators) {
+  // CPU decoding steps take attention in one pass (decode_attention.h). After a left-padded
+  // prefill, eight decoding steps must give ATen's logits in fp32 to summation-order noise. In bf16,
+  // ATen rounds the scores and probabilities to bf16 and the kernel does not: both are compared
+  // with the fp32 model's logits, and the kernel must be at least as close to them.
+  RLRF_REQUIRE_TINYSTORIES();
+  at::Tensor fp32_logits, aten_bf16;
+  for (at::ScalarType dt : {at::kFloat, at::kBFloat16}) {
+    LlamaForCausalLM model = load(tinystories_dir(), dt);
+    const int64_t B = 3, P = 24, steps = 8, V = model->config().vocab_size;
+    at::manual_seed(5);
+    at::Tensor prompt = at::randint(3, V, {B, P}, at::kLong), next = at::randint(3, V, {B, steps}, at::kLong);
+    at::Tensor valid = at::zeros({B, P + steps}, at::kBool), pos = at::zeros({B, P}, at::kLong);
+    for (int64_t b = 0; b < B; ++b) {
+      valid[b].narrow(0, 7 * b, P - 7 * b).fill_(true);
+      pos[b].narrow(0, 7 * b, P - 7 * b).copy_(at::arange(0, P - 7 * b, at::kLong));
+    }
+    auto run = [&](bool fused) {
+      model->set_fused_decode_attention(fused);
+      c10::InferenceMode guard;
+      KVCache cache = KVCache::allocate(model->config(), B, P + steps, model->options().tensor_options());
+      model->forward(prompt, pos, valid.narrow(1, 0, P), &cache);
+      std::vector<at::Tensor> out;
+      at::Tensor npos = pos.select(1, P - 1).unsqueeze(1) + 1;
+      at::Tensor v = valid.clone();
+      for (int64_t t = 0; t < steps; ++t) {
+        v.select(1, cache.length).fill_(true);
+        out.push_back(model->forward(next.narrow(1, t, 1), npos + t, v.narrow(1, 0, cache.length + 1), &cache).to(at::kFloat));
+      }
+      return at::cat(out, 1);  // [B, steps, V]
+    };
+    const at::Tensor aten = run(false), fused = run(true);
+    model->set_fused_decode_attention(true);
+    const double d = max_abs_diff(fused, aten), top = aten.abs().max().item<double>();
+    EXPECT_GT(top, 1.0);
+    std::printf("  %s: max |dlogit| %.3g against ATen (logits up to %.1f)\n", c10::toString(dt), d, top);
+    if (dt == at::kFloat) {
+      EXPECT_LT(d, 1e-4) << "fp32: max |dlogit| " << d;
+      fp32_logits = aten;
+      continue;
+    }
+    const double err_fused = (fused - fp32_logits).abs().mean().item<double>();
+    const double err_aten = (aten - fp32_logits).abs().mean().item<double>();
+    EXPECT_LT(d, 1.0) << "bf16: max |dlogit| " << d;
+    EXPECT_LE(err_fused, err_aten * 1.05) << "bf16 mean |dlogit| from fp32: kernel " << err_fused << ", ATen " << err_aten;
+    std::printf("  bf16 mean |dlogit| from the fp32 model: kernel %.4f, ATen %.4f\n", err_fused, err_aten);
+  }
 }
 
 TEST(Llama, PrefillAttentionInRowGroupsEqualsAllRowsAtOnce) {

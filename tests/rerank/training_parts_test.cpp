@@ -1,12 +1,14 @@
 // The pieces reranker training is made of, each on its own: the cosine learning rate (values by
-// hand), AdamW's parameter groups, early stopping (stops after `patience` epochs without a better
+// hand), AdamW's parameter groups and its flat buffers against libtorch's AdamW, early stopping (stops after `patience` epochs without a better
 // score, restores the best epoch's parameters and buffers), batching by list length (every list
 // once) and the row chunks of adapter passes; and the split of [rerank] into the trainer's
 // settings and the verb's.
 #include <gtest/gtest.h>
 
 #include <ATen/ATen.h>
+#include <torch/nn/modules/activation.h>
 #include <torch/nn/modules/batchnorm.h>
+#include <torch/nn/modules/container/sequential.h>
 #include <torch/nn/modules/linear.h>
 #include <torch/optim/adamw.h>
 #include <torch/utils.h>
@@ -35,24 +37,75 @@ TEST(CosineLr, PeakAtTheStartHalfWayHalfZeroAtTheEnd) {
   for (int64_t s = 1; s <= 100; ++s) EXPECT_LT(cosine_lr(peak, s, 100), cosine_lr(peak, s - 1, 100));
 }
 
-TEST(RerankOptimizer, BiasesAreNotDecayedAndSetLrReachesEveryGroup) {
+TEST(RerankOptimizer, BiasesAreNotDecayedAndParametersLiveInTheGroupsBuffers) {
   torch::nn::Linear lin(3, 2);
+  const at::Tensor w0 = lin->weight.detach().clone(), b0 = lin->bias.detach().clone();
   auto opt = make_optimizer(*lin, 0.01, 0.1);
-  ASSERT_EQ(opt->param_groups().size(), 2u);
-  const auto& decayed = opt->param_groups()[0];
-  const auto& undecayed = opt->param_groups()[1];
-  ASSERT_EQ(decayed.params().size(), 1u);
-  ASSERT_EQ(undecayed.params().size(), 1u);
-  EXPECT_TRUE(decayed.params()[0].is_same(lin->weight));
-  EXPECT_TRUE(undecayed.params()[0].is_same(lin->bias));
-  auto options = [](const torch::optim::OptimizerParamGroup& g) {
-    return static_cast<const torch::optim::AdamWOptions&>(g.options());
-  };
-  EXPECT_EQ(options(decayed).weight_decay(), 0.1);
-  EXPECT_EQ(options(undecayed).weight_decay(), 0.0);
-  EXPECT_EQ(options(decayed).lr(), 0.01);
-  set_lr(*opt, 0.5);
-  for (const auto& g : opt->param_groups()) EXPECT_EQ(options(g).lr(), 0.5);
+  ASSERT_EQ(opt->groups().size(), 2u);
+  const auto& decayed = opt->groups()[0];
+  const auto& undecayed = opt->groups()[1];
+  ASSERT_EQ(decayed.members.size(), 1u);
+  ASSERT_EQ(undecayed.members.size(), 1u);
+  EXPECT_TRUE(decayed.members[0].is_same(lin->weight));
+  EXPECT_TRUE(undecayed.members[0].is_same(lin->bias));
+  EXPECT_EQ(decayed.weight_decay, 0.1);
+  EXPECT_EQ(undecayed.weight_decay, 0.0);
+  // The module's tensors kept their values and now share the group's storage.
+  EXPECT_TRUE(at::equal(lin->weight, w0));
+  EXPECT_TRUE(at::equal(lin->bias, b0));
+  EXPECT_EQ(lin->weight.data_ptr(), decayed.params.data_ptr());
+  EXPECT_EQ(lin->bias.data_ptr(), undecayed.params.data_ptr());
+  EXPECT_EQ(opt->lr(), 0.01);
+  opt->set_lr(0.5);
+  EXPECT_EQ(opt->lr(), 0.5);
+}
+
+TEST(RerankOptimizer, FlatAdamWFollowsLibtorchsAdamW) {
+  // Two copies of a small net (weights, biases, a 3-d weight), one stepped by libtorch's AdamW in
+  // the same two groups, one by the flat AdamW, on the same batches at a changing learning rate:
+  // every parameter the same after every step, to fp32 rounding (the same elementwise arithmetic).
+  torch::manual_seed(3);
+  torch::nn::Sequential a(torch::nn::Linear(5, 7), torch::nn::ReLU(), torch::nn::Linear(7, 2));
+  torch::nn::Sequential b(torch::nn::Linear(5, 7), torch::nn::ReLU(), torch::nn::Linear(7, 2));
+  {
+    torch::NoGradGuard guard;
+    for (size_t i = 0; i < a->parameters().size(); ++i) b->parameters()[i].copy_(a->parameters()[i]);
+  }
+  std::vector<at::Tensor> decay, no_decay;
+  for (const auto& p : a->named_parameters()) (p.key().find("bias") != std::string::npos ? no_decay : decay).push_back(p.value());
+  std::vector<torch::optim::OptimizerParamGroup> groups;
+  groups.emplace_back(decay, std::make_unique<torch::optim::AdamWOptions>(torch::optim::AdamWOptions(0.01).weight_decay(0.1)));
+  groups.emplace_back(no_decay, std::make_unique<torch::optim::AdamWOptions>(torch::optim::AdamWOptions(0.01).weight_decay(0)));
+  torch::optim::AdamW reference(groups, torch::optim::AdamWOptions(0.01));
+  auto flat = make_optimizer(*b, 0.01, 0.1);
+  double worst = 0;
+  for (int step = 0; step < 25; ++step) {
+    const double lr = cosine_lr(0.01, step, 25);
+    for (auto& g : reference.param_groups()) static_cast<torch::optim::AdamWOptions&>(g.options()).lr(lr);
+    flat->set_lr(lr);
+    const at::Tensor x = at::randn({16, 5}), y = at::randn({16, 2});
+    reference.zero_grad();
+    (a->forward(x) - y).pow(2).mean().backward();
+    reference.step();
+    flat->zero_grad();
+    (b->forward(x) - y).pow(2).mean().backward();
+    flat->step();
+    for (size_t i = 0; i < a->parameters().size(); ++i) {
+      const at::Tensor pa = a->parameters()[i], pb = b->parameters()[i];
+      worst = std::max(worst, (pa - pb).abs().max().item<double>() / (pa.abs().max().item<double>() + 1e-12));
+    }
+  }
+  EXPECT_LT(worst, 1e-6) << "largest relative difference from libtorch's AdamW over 25 steps";
+  EXPECT_EQ(flat->steps(), 25);
+  std::printf("  largest relative difference from libtorch's AdamW over 25 steps: %.3g\n", worst);
+  // The gradients accumulate into the buffer: a second backward without zero_grad doubles them.
+  flat->zero_grad();
+  const at::Tensor x = at::randn({4, 5});
+  b->forward(x).sum().backward();
+  const at::Tensor once = flat->groups()[0].grads.clone();
+  b->forward(x).sum().backward();
+  EXPECT_TRUE(at::allclose(flat->groups()[0].grads, once * 2));
+  EXPECT_GT(once.abs().sum().item<double>(), 0.0);
 }
 
 namespace {
