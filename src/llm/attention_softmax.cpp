@@ -37,14 +37,7 @@ void softmax_row(const uint16_t* __restrict s, const uint16_t* __restrict m, uin
       mx = x > mx ? x : mx;
     }
   }
-  float sum = 0;
-#pragma omp simd reduction(+ : sum)
-  for (int64_t j = 0; j < S; ++j) {
-    const float e = exp_nonpositive(buf[j] - mx);
-    buf[j] = e;
-    sum += e;
-  }
-  const float inv = 1.0f / sum;
+  const float inv = 1.0f / exp_shifted_in_place(buf, S, mx);
 #pragma omp simd
   for (int64_t j = 0; j < S; ++j) out[j] = float_to_bf16(buf[j] * inv);
 }

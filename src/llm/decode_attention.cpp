@@ -124,14 +124,7 @@ __attribute__((always_inline)) inline void attend_queries(const float* __restric
     float mx = -std::numeric_limits<float>::infinity();
 #pragma omp simd reduction(max : mx)
     for (int64_t j = 0; j < n; ++j) mx = s[j] > mx ? s[j] : mx;
-    float sum = 0;
-#pragma omp simd reduction(+ : sum)
-    for (int64_t j = 0; j < n; ++j) {
-      const float e = exp_nonpositive(s[j] - mx);
-      s[j] = e;
-      sum += e;
-    }
-    inv[g] = 1.0f / sum;
+    inv[g] = 1.0f / exp_shifted_in_place(s, n, mx);
   }
   int64_t i0 = 0;
   for (; i0 + 16 <= D; i0 += 16) value_block<GB, GB >= 4 ? 2 : 4>(scores, n, values, vs, i0, inv, out, D);

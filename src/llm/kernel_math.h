@@ -45,4 +45,17 @@ inline float exp_nonpositive(float x) {
   return zero ? 0.0f : er * two_n;
 }
 
+// x[j] = e^(x[j] - mx) over j < n (mx: the row's max); returns their sum. Always inlined, so the
+// CPU clone calling it vectorises it for its own instruction set.
+__attribute__((always_inline)) inline float exp_shifted_in_place(float* __restrict x, int64_t n, float mx) {
+  float sum = 0;
+#pragma omp simd reduction(+ : sum)
+  for (int64_t j = 0; j < n; ++j) {
+    const float e = exp_nonpositive(x[j] - mx);
+    x[j] = e;
+    sum += e;
+  }
+  return sum;
+}
+
 }  // namespace rlrf::llm

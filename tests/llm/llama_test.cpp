@@ -170,25 +170,31 @@ TEST(Llama, RmsNormInferenceLoopEqualsTheTensorExpression) {
   }
 }
 
-TEST(Llama, OnePassSoftmaxEqualsATensOperators) {
-  // bf16 CPU inference takes attention's mask add and softmax in one pass (attention_softmax.h):
-  // a left-padded prefill and decoding steps after it must give the logits of ATen's operators to
-  // bf16 rounding (the probabilities differ by at most one bf16 step, rarely).
-  RLRF_REQUIRE_TINYSTORIES();
-  LlamaForCausalLM model = load(tinystories_dir(), at::kBFloat16);
-  const int64_t B = 3, P = 24, steps = 6, V = model->config().vocab_size;
-  at::Tensor prompt = at::randint(3, V, {B, P}, at::kLong), next = at::randint(3, V, {B, steps}, at::kLong);
-  at::Tensor valid = at::zeros({B, P + steps}, at::kBool), pos = at::zeros({B, P}, at::kLong);
-  for (int64_t b = 0; b < B; ++b) {
-    valid[b].narrow(0, 5 * b, P - 5 * b).fill_(true);
-    pos[b].narrow(0, 5 * b, P - 5 * b).copy_(at::arange(0, P - 5 * b, at::kLong));
+namespace {
+
+// Left-padded prompts (row b padded by pad x b slots) and `steps` next tokens of random ids.
+// decode(): a prefill into a cache and one decoding step a token; the logits in fp32, the prefill's
+// first when asked ([B, P + steps, V]) or the steps' only ([B, steps, V]).
+struct PaddedDecode {
+  int64_t B, P, steps;
+  at::Tensor prompt, next, valid, pos;
+  PaddedDecode(int64_t vocab, int64_t rows, int64_t prompt_len, int64_t n_steps, int64_t pad)
+      : B(rows), P(prompt_len), steps(n_steps) {
+    prompt = at::randint(3, vocab, {B, P}, at::kLong);
+    next = at::randint(3, vocab, {B, steps}, at::kLong);
+    valid = at::zeros({B, P + steps}, at::kBool);
+    pos = at::zeros({B, P}, at::kLong);
+    for (int64_t b = 0; b < B; ++b) {
+      valid[b].narrow(0, pad * b, P - pad * b).fill_(true);
+      pos[b].narrow(0, pad * b, P - pad * b).copy_(at::arange(0, P - pad * b, at::kLong));
+    }
   }
-  auto run = [&](bool one_pass) {
-    model->set_one_pass_softmax(one_pass);
-    model->set_fused_decode_attention(false);  // the decoding steps' softmax too
+  at::Tensor decode(LlamaForCausalLM& model, bool with_prefill) const {
     c10::InferenceMode guard;
     KVCache cache = KVCache::allocate(model->config(), B, P + steps, model->options().tensor_options());
-    std::vector<at::Tensor> out = {model->forward(prompt, pos, valid.narrow(1, 0, P), &cache).to(at::kFloat)};
+    at::Tensor first = model->forward(prompt, pos, valid.narrow(1, 0, P), &cache).to(at::kFloat);
+    std::vector<at::Tensor> out;
+    if (with_prefill) out.push_back(first);
     at::Tensor npos = pos.select(1, P - 1).unsqueeze(1) + 1;
     at::Tensor v = valid.clone();
     for (int64_t t = 0; t < steps; ++t) {
@@ -196,6 +202,24 @@ TEST(Llama, OnePassSoftmaxEqualsATensOperators) {
       out.push_back(model->forward(next.narrow(1, t, 1), npos + t, v.narrow(1, 0, cache.length + 1), &cache).to(at::kFloat));
     }
     return at::cat(out, 1);
+  }
+};
+
+}  // namespace
+
+TEST(Llama, OnePassSoftmaxEqualsATensOperators) {
+  // bf16 CPU inference takes attention's mask add and softmax in one pass (attention_softmax.h):
+  // a left-padded prefill and decoding steps after it must give the logits of ATen's operators to
+  // bf16 rounding (the probabilities differ by at most one bf16 step, rarely).
+  RLRF_REQUIRE_TINYSTORIES();
+  LlamaForCausalLM model = load(tinystories_dir(), at::kBFloat16);
+  const int64_t B = 3, P = 24, steps = 6;
+  const PaddedDecode batch(model->config().vocab_size, B, P, steps, /*pad=*/5);
+  const at::Tensor valid = batch.valid;
+  auto run = [&](bool one_pass) {
+    model->set_one_pass_softmax(one_pass);
+    model->set_fused_decode_attention(false);  // the decoding steps' softmax too
+    return batch.decode(model, /*with_prefill=*/true);
   };
   const at::Tensor aten = run(false), one_pass = run(true);
   model->set_one_pass_softmax(true);
@@ -213,30 +237,14 @@ TEST(Llama, FusedDecodeAttentionEqualsATensOperators) {
   // ATen rounds the scores and probabilities to bf16 and the kernel does not: both are compared
   // with the fp32 model's logits, and the kernel must be at least as close to them.
   RLRF_REQUIRE_TINYSTORIES();
-  at::Tensor fp32_logits, aten_bf16;
+  at::Tensor fp32_logits;
   for (at::ScalarType dt : {at::kFloat, at::kBFloat16}) {
     LlamaForCausalLM model = load(tinystories_dir(), dt);
-    const int64_t B = 3, P = 24, steps = 8, V = model->config().vocab_size;
     at::manual_seed(5);
-    at::Tensor prompt = at::randint(3, V, {B, P}, at::kLong), next = at::randint(3, V, {B, steps}, at::kLong);
-    at::Tensor valid = at::zeros({B, P + steps}, at::kBool), pos = at::zeros({B, P}, at::kLong);
-    for (int64_t b = 0; b < B; ++b) {
-      valid[b].narrow(0, 7 * b, P - 7 * b).fill_(true);
-      pos[b].narrow(0, 7 * b, P - 7 * b).copy_(at::arange(0, P - 7 * b, at::kLong));
-    }
+    const PaddedDecode batch(model->config().vocab_size, /*rows=*/3, /*prompt_len=*/24, /*n_steps=*/8, /*pad=*/7);
     auto run = [&](bool fused) {
       model->set_fused_decode_attention(fused);
-      c10::InferenceMode guard;
-      KVCache cache = KVCache::allocate(model->config(), B, P + steps, model->options().tensor_options());
-      model->forward(prompt, pos, valid.narrow(1, 0, P), &cache);
-      std::vector<at::Tensor> out;
-      at::Tensor npos = pos.select(1, P - 1).unsqueeze(1) + 1;
-      at::Tensor v = valid.clone();
-      for (int64_t t = 0; t < steps; ++t) {
-        v.select(1, cache.length).fill_(true);
-        out.push_back(model->forward(next.narrow(1, t, 1), npos + t, v.narrow(1, 0, cache.length + 1), &cache).to(at::kFloat));
-      }
-      return at::cat(out, 1);  // [B, steps, V]
+      return batch.decode(model, /*with_prefill=*/false);  // [B, steps, V]
     };
     const at::Tensor aten = run(false), fused = run(true);
     model->set_fused_decode_attention(true);
