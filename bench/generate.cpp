@@ -14,7 +14,7 @@
 // be shared).
 //
 // --attention-peer 1: every row is also timed with attention through ATen's operators (the model's
-// set_fused_decode_attention(false) and set_one_pass_softmax(false)), the two alternating, and the
+// set_fused_attention(false) and set_one_pass_softmax(false)), the two alternating, and the
 // row prints that figure and the ratio.
 //
 // --profile DIR: after each row's timing, one more generate call under libtorch's profiler; its
@@ -40,7 +40,7 @@
 #include "profile.h"
 
 #include "llm/checkpoint.h"
-#include "llm/decode_attention.h"
+#include "llm/cpu_attention.h"
 #include "llm/kv_cache.h"
 #include "llm/generate.h"
 #include "llm/sampler.h"
@@ -192,14 +192,14 @@ int main(int argc, char** argv) {
           const bool peer_row = attention_peer && !(two_paths && single);
           for (int rep = 0; rep < 5; ++rep) {
             for (int aten = 0; aten <= (peer_row ? 1 : 0); ++aten) {
-              model->set_fused_decode_attention(!aten);
+              model->set_fused_attention(!aten);
               model->set_one_pass_softmax(!aten);
               auto t0 = Clock::now();
               generate(model, reqs, g);
               (aten ? best_aten : best) = std::min(aten ? best_aten : best, seconds_since(t0));
             }
           }
-          model->set_fused_decode_attention(true);
+          model->set_fused_attention(true);
           model->set_one_pass_softmax(true);
           const double tokens = static_cast<double>(b * new_tokens);
           const double prompts = static_cast<double>(b / per_prompt);
@@ -233,7 +233,7 @@ int main(int argc, char** argv) {
     }
   }
   // Attention in one run, per dtype: a decoding step of `batch` rows at the mean context in one pass
-  // (decode_attention.h, the default) and through ATen's operators (its peer); in bf16 also a
+  // (cpu_attention.h, the default) and through ATen's operators (its peer); in bf16 also a
   // prefill of 8 prompts with the one-pass softmax (the default) and with ATen's softmax. Each is
   // the best of many short trials, the two alternating.
   for (std::string_view dname : rlrf::split(dtypes, ",")) {
@@ -264,7 +264,7 @@ int main(int argc, char** argv) {
     const int64_t KV = config.num_key_value_heads, G = config.num_attention_heads / KV, D = config.head_dim;
     const at::Tensor q = (at::randn({rows, KV, G, D}) * 0.25).to(o.dtype);
     const at::Tensor keys_t = cache.keys[0].narrow(3, 0, context), values = cache.values[0].narrow(2, 0, context);
-    auto kernel = [&] { decode_attention(q, keys_t, values, at::Tensor()); };
+    auto kernel = [&] { cpu_attention(q.view({rows, 1, KV * G, D}), keys_t, values, at::Tensor(), /*causal=*/true); };
     auto aten_ops = [&] {
       at::matmul(at::softmax(at::matmul(q, keys_t), -1, at::kFloat).to(o.dtype), values);
     };
@@ -272,14 +272,14 @@ int main(int argc, char** argv) {
     double alone[2] = {1e30, 1e30};                     // [ours]
     for (int round = 0; round < 3; ++round) {
       for (int ours = 1; ours >= 0; --ours) {
-        model->set_fused_decode_attention(ours);
+        model->set_fused_attention(ours);
         model->set_one_pass_softmax(ours);
         best[ours][0] = std::min(best[ours][0], best_time(step, 10, 0.02));
         if (half) best[ours][1] = std::min(best[ours][1], best_time(prefill, 5, 0.05));
         alone[ours] = std::min(alone[ours], best_time(ours ? std::function<void()>(kernel) : std::function<void()>(aten_ops), 10, 0.02));
       }
     }
-    model->set_fused_decode_attention(true);
+    model->set_fused_attention(true);
     model->set_one_pass_softmax(true);
     std::printf("\n%s attention, one run: a decoding step of %lld rows at context %lld %.0f us in one pass, %.0f us "
                 "with ATen's operators (%.2fx)",

@@ -2,7 +2,7 @@
 #include "llm/llama.h"
 
 #include "llm/attention_softmax.h"
-#include "llm/decode_attention.h"
+#include "llm/cpu_attention.h"
 
 #include <ATen/ATen.h>
 #include <ATen/core/grad_mode.h>
@@ -188,17 +188,21 @@ at::Tensor LlamaAttentionImpl::forward(const at::Tensor& x, const ForwardContext
   }
   const int64_t S = values.size(2);
   const double scale = 1.0 / std::sqrt(static_cast<double>(D));
+  // Inference on the CPU: one pass over the keys and values (cpu_attention.h) for fp32 prefills
+  // and decoding steps, and bf16 decoding steps. A bf16 prefill stays with oneDNN's bf16 batched
+  // matmuls, whose dot products outrun the kernel's fp32 arithmetic on many queries (bench_generate
+  // --new-tokens 1 --attention-peer 1: the kernel 0.87-0.90x there).
+  if (ctx.fused_attention && x.device().is_cpu() && !at::GradMode::is_enabled() &&
+      (x.scalar_type() == at::kFloat || (x.scalar_type() == at::kBFloat16 && T == 1)) &&
+      keys_t.scalar_type() == x.scalar_type() &&
+      (!ctx.mask.defined() || ctx.mask.scalar_type() == x.scalar_type()) && (S == 1 || keys_t.stride(3) == 1) &&
+      values.stride(3) == 1) {
+    const at::Tensor mask = ctx.mask.defined() ? ctx.mask.reshape({ctx.mask.size(0), T, S}) : at::Tensor();
+    return o_proj(cpu_attention(q * scale, keys_t, values, mask, ctx.causal).reshape({B, T, H * D}));
+  }
   // Grouped-query attention without copying keys: query head h = kv * G + j reads kv head kv.
   // The softmax scale multiplies the queries (D numbers a query) rather than the scores (S a query).
   at::Tensor qg = (T == 1 ? q.reshape({B, KV, G, D}) : q.reshape({B, T, KV, G, D}).permute({0, 2, 3, 1, 4}).reshape({B, KV, G * T, D})) * scale;
-  // A decoding step on the CPU without gradients: one pass over the cache (decode_attention.h).
-  if (T == 1 && ctx.fused_decode_attention && x.device().is_cpu() && !at::GradMode::is_enabled() &&
-      (x.scalar_type() == at::kFloat || x.scalar_type() == at::kBFloat16) && keys_t.scalar_type() == x.scalar_type() &&
-      (!ctx.mask.defined() || ctx.mask.scalar_type() == x.scalar_type()) && (S == 1 || keys_t.stride(3) == 1) &&
-      values.stride(3) == 1) {
-    const at::Tensor mask = ctx.mask.defined() ? ctx.mask.reshape({ctx.mask.size(0), S}) : at::Tensor();
-    return o_proj(decode_attention(qg, keys_t, values, mask).reshape({B, 1, H * D}));
-  }
   // One decoding step of a small fp32 problem: products and sums beat CPU bmm, which loops over
   // the B * KV small matrices one at a time (bf16 bmm has a fast oneDNN path; bf16 elementwise
   // ops do not).
@@ -352,7 +356,8 @@ ForwardContext LlamaForCausalLMImpl::make_context(const at::Tensor& positions_in
     ctx.attention_rows = std::max<int64_t>(1, attention_chunk_bytes_ / row_bytes);
   }
   ctx.one_pass_softmax = one_pass_softmax_;
-  ctx.fused_decode_attention = fused_decode_attention_;
+  ctx.fused_attention = fused_attention_;
+  ctx.causal = !attend.defined();
   at::Tensor positions;
   int64_t max_pos = S - 1;
   if (positions_in.defined()) {

@@ -58,9 +58,11 @@ struct ForwardContext {
   // bf16 CPU attention without gradients takes its mask add and softmax in one pass
   // (attention_softmax.h); false: ATen's operators.
   bool one_pass_softmax = true;
-  // A decoding step (one query a row) on the CPU without gradients, fp32 or bf16: scores, mask,
-  // softmax and weighted values in one pass (decode_attention.h); false: ATen's operators.
-  bool fused_decode_attention = true;
+  // Inference on the CPU without gradients, fp32 or bf16, keys and values in the cache: scores,
+  // mask, softmax and weighted values in one pass (cpu_attention.h); false: ATen's operators.
+  bool fused_attention = true;
+  // The mask is causal by slot (query t sees slots up to past + t), so work past them may be skipped.
+  bool causal = true;
 };
 
 class RMSNormImpl : public torch::nn::Module {
@@ -163,9 +165,10 @@ class LlamaForCausalLMImpl : public torch::nn::Module {
   // bf16 CPU attention without gradients: the mask add and softmax in one pass (default), or
   // through ATen's operators (Llama.OnePassSoftmaxEqualsATensOperators compares the two).
   void set_one_pass_softmax(bool on) { one_pass_softmax_ = on; }
-  // CPU decoding steps without gradients in fp32 or bf16: attention in one pass (default), or
-  // through ATen's operators (Llama.FusedDecodeAttentionEqualsATensOperators compares the two).
-  void set_fused_decode_attention(bool on) { fused_decode_attention_ = on; }
+  // CPU inference without gradients in fp32 or bf16 (prefills and decoding steps): attention in
+  // one pass (default), or through ATen's operators (Llama.FusedAttentionEqualsATensOperators
+  // compares the two).
+  void set_fused_attention(bool on) { fused_attention_ = on; }
 
   const ModelConfig& config() const { return config_; }
   const ModelOptions& options() const { return options_; }
@@ -185,7 +188,7 @@ class LlamaForCausalLMImpl : public torch::nn::Module {
   ModelOptions options_;
   int64_t attention_chunk_bytes_ = kDefaultAttentionChunkBytes;
   bool one_pass_softmax_ = true;
-  bool fused_decode_attention_ = true;
+  bool fused_attention_ = true;
   at::Tensor inv_freq_;  // [head_dim / 2] fp32, on the model's device
   at::Tensor rope_cos_;  // [n, head_dim] compute dtype: cos of positions 0..n-1 (grown on demand)
   at::Tensor rope_sin_;  // [n, head_dim] sin with the first half negated

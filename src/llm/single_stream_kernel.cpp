@@ -10,7 +10,7 @@
 #include <utility>
 
 #include "llm/cpu_clones.h"
-#include "llm/decode_attention.h"
+#include "llm/cpu_attention.h"
 #include "util/error.h"
 
 namespace rlrf::llm {

@@ -1,5 +1,5 @@
-// One-pass attention of a decoding step (see decode_attention.h).
-#include "llm/decode_attention.h"
+// One-pass attention of a decoding step (see cpu_attention.h).
+#include "llm/cpu_attention.h"
 
 #include <ATen/Parallel.h>
 #include <ATen/ops/empty.h>
@@ -170,35 +170,36 @@ void attend_group_fp32(const float* q, int64_t G, int64_t D, const float* keys_t
   attend_group_f32(q, G, D, keys_t, key_stride, values, value_stride, mask, n, scores, out);
 }
 
-at::Tensor decode_attention(const at::Tensor& q, const at::Tensor& keys_t, const at::Tensor& values,
-                            const at::Tensor& mask) {
+at::Tensor cpu_attention(const at::Tensor& q, const at::Tensor& keys_t, const at::Tensor& values, const at::Tensor& mask,
+                         bool causal) {
   const at::ScalarType dt = keys_t.scalar_type();
-  RLRF_CHECK(dt == at::kFloat || dt == at::kBFloat16, "decode_attention: keys are {}; fp32 or bf16 expected",
+  RLRF_CHECK(dt == at::kFloat || dt == at::kBFloat16, "cpu_attention: keys are {}; fp32 or bf16 expected",
              c10::toString(dt));
   RLRF_CHECK(q.dim() == 4 && keys_t.dim() == 4 && values.dim() == 4,
-             "decode_attention: q [B, KV, G, D], keys_t [B, KV, D, S] and values [B, KV, S, D] expected; got {}, {}, {}",
+             "cpu_attention: q [B, T, H, D], keys_t [B, KV, D, S] and values [B, KV, S, D] expected; got {}, {}, {}",
              c10::str(q.sizes()), c10::str(keys_t.sizes()), c10::str(values.sizes()));
-  const int64_t B = q.size(0), KV = q.size(1), G = q.size(2), D = q.size(3), S = values.size(2);
-  RLRF_CHECK(keys_t.size(0) == B && keys_t.size(1) == KV && keys_t.size(2) == D && keys_t.size(3) == S &&
-                 values.size(0) == B && values.size(1) == KV && values.size(3) == D && S >= 1,
-             "decode_attention: shapes disagree: q {}, keys_t {}, values {}", c10::str(q.sizes()),
-             c10::str(keys_t.sizes()), c10::str(values.sizes()));
+  const int64_t B = q.size(0), T = q.size(1), H = q.size(2), D = q.size(3), KV = keys_t.size(1), S = values.size(2);
+  RLRF_CHECK(KV >= 1 && H % KV == 0 && keys_t.size(0) == B && keys_t.size(2) == D && keys_t.size(3) == S &&
+                 values.size(0) == B && values.size(1) == KV && values.size(3) == D && S >= T && T >= 1,
+             "cpu_attention: shapes disagree: q {}, keys_t {}, values {}", c10::str(q.sizes()), c10::str(keys_t.sizes()),
+             c10::str(values.sizes()));
+  const int64_t G = H / KV;
   RLRF_CHECK(q.scalar_type() == dt && values.scalar_type() == dt && q.is_cpu() && keys_t.is_cpu() && values.is_cpu(),
-             "decode_attention: q, keys and values must share one dtype on the CPU; got {}, {}, {}",
+             "cpu_attention: q, keys and values must share one dtype on the CPU; got {}, {}, {}",
              c10::toString(q.scalar_type()), c10::toString(dt), c10::toString(values.scalar_type()));
   RLRF_CHECK((S == 1 || keys_t.stride(3) == 1) && (D == 1 || values.stride(3) == 1),
-             "decode_attention: keys_t needs contiguous slots and values contiguous head dims; strides {} and {}",
+             "cpu_attention: keys_t needs contiguous slots and values contiguous head dims; strides {} and {}",
              c10::str(keys_t.strides()), c10::str(values.strides()));
   at::Tensor m;
   if (mask.defined()) {
-    RLRF_CHECK(mask.dim() == 2 && (mask.size(0) == 1 || mask.size(0) == B) && mask.size(1) == S &&
+    RLRF_CHECK(mask.dim() == 3 && (mask.size(0) == 1 || mask.size(0) == B) && mask.size(1) == T && mask.size(2) == S &&
                    mask.scalar_type() == dt && mask.is_cpu(),
-               "decode_attention: mask should be [1 or {}, {}] {}; got {} {}", B, S, c10::toString(dt),
+               "cpu_attention: mask should be [1 or {}, {}, {}] {}; got {} {}", B, T, S, c10::toString(dt),
                c10::str(mask.sizes()), c10::toString(mask.scalar_type()));
     m = mask.contiguous();
   }
   const at::Tensor qf = q.to(at::kFloat).contiguous();
-  at::Tensor out = at::empty({B, KV, G, D}, q.options());
+  at::Tensor out = at::empty({B, T, H, D}, q.options());
   const float* qp = qf.data_ptr<float>();
   const char* kp = static_cast<const char*>(keys_t.data_ptr());
   const char* vp = static_cast<const char*>(values.data_ptr());
@@ -208,24 +209,26 @@ at::Tensor decode_attention(const at::Tensor& q, const at::Tensor& keys_t, const
   const int64_t k0 = keys_t.stride(0), k1 = keys_t.stride(1), k2 = keys_t.stride(2);
   const int64_t v0 = values.stride(0), v1 = values.stride(1), v2 = values.stride(2);
   char* op = static_cast<char*>(out.data_ptr());
-  // About 32k multiply-adds a task: a small batch stays on the calling thread.
+  // Tasks: (row, key/value head, query position), a head's positions consecutive so its keys and
+  // values stay in cache. About 32k multiply-adds a chunk: a small batch stays on the calling thread.
   const int64_t grain = std::max<int64_t>(1, 32768 / std::max<int64_t>(1, 2 * G * D * S));
-  at::parallel_for(0, B * KV, grain, [&](int64_t begin, int64_t end) {
+  at::parallel_for(0, B * KV * T, grain, [&](int64_t begin, int64_t end) {
     std::vector<float> scores(static_cast<size_t>(G * S)), acc(static_cast<size_t>(G * D));
     for (int64_t r = begin; r < end; ++r) {
-      const int64_t b = r / KV, h = r % KV;
+      const int64_t t = r % T, h = (r / T) % KV, b = r / (T * KV);
+      const int64_t n = causal ? S - T + t + 1 : S;  // slots this position may see
       const char* kr = kp + (b * k0 + h * k1) * esz;
       const char* vr = vp + (b * v0 + h * v1) * esz;
-      const char* mr = mp ? mp + (mrows == 1 ? 0 : b) * S * esz : nullptr;
-      const float* qr = qp + r * G * D;
+      const char* mr = mp ? mp + ((mrows == 1 ? 0 : b) * T + t) * S * esz : nullptr;
+      const int64_t at_q = ((b * T + t) * H + h * G) * D;  // the G heads of this position, [G, D]
       if (dt == at::kFloat) {
-        float* o = reinterpret_cast<float*>(op) + r * G * D;
-        attend_group_f32(qr, G, D, reinterpret_cast<const float*>(kr), k2, reinterpret_cast<const float*>(vr), v2,
-                         reinterpret_cast<const float*>(mr), S, scores.data(), o);
+        attend_group_f32(qp + at_q, G, D, reinterpret_cast<const float*>(kr), k2, reinterpret_cast<const float*>(vr),
+                         v2, reinterpret_cast<const float*>(mr), n, scores.data(), reinterpret_cast<float*>(op) + at_q);
       } else {
-        attend_group_bf16(qr, G, D, reinterpret_cast<const uint16_t*>(kr), k2, reinterpret_cast<const uint16_t*>(vr), v2,
-                          reinterpret_cast<const uint16_t*>(mr), S, scores.data(), acc.data());
-        uint16_t* o = reinterpret_cast<uint16_t*>(op) + r * G * D;
+        attend_group_bf16(qp + at_q, G, D, reinterpret_cast<const uint16_t*>(kr), k2,
+                          reinterpret_cast<const uint16_t*>(vr), v2, reinterpret_cast<const uint16_t*>(mr), n,
+                          scores.data(), acc.data());
+        uint16_t* o = reinterpret_cast<uint16_t*>(op) + at_q;
         for (int64_t i = 0; i < G * D; ++i) o[i] = float_to_bf16(acc[static_cast<size_t>(i)]);
       }
     }
