@@ -15,6 +15,7 @@
 // forwards' worth, a LoRA step 2 (the frozen base weights need no weight gradient); the reference
 // pass adds one forward.
 #include <ATen/ATen.h>
+#include <cstdint>
 
 #include <chrono>
 #include <cstdio>

@@ -13,6 +13,7 @@
 //        bench_encode --write-random-bert DIR           a random bert-base-uncased-shaped model
 //                                                       directory (config, weights, real tokenizer)
 #include <ATen/Parallel.h>
+#include <cstdint>
 
 #include <ATen/ATen.h>
 #include <c10/core/InferenceMode.h>

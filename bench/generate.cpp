@@ -22,6 +22,7 @@
 // the most self time (their own time, nested operators subtracted) are printed under the row.
 #include <ATen/ATen.h>
 #include <c10/core/InferenceMode.h>
+#include <cstdint>
 
 #include <torch/csrc/autograd/profiler_legacy.h>
 

@@ -12,6 +12,7 @@
 // threads: intra-op threads of the one training timed at a time (the library's default is 1 on
 // CPU: see RerankTrainConfig::threads). dtype bf16: mixed-precision matmuls (RerankTrainConfig::dtype).
 #include <ATen/ATen.h>
+#include <cstdint>
 #include <torch/csrc/autograd/profiler_legacy.h>
 
 #include <fmt/format.h>

@@ -5,6 +5,7 @@
 //   bench_tokenizer [TEXT_FILE]      (default: MovieLens-100K's README from the shared directory)
 #include "text/tokenizer.h"
 
+#include <cstdint>
 #include <time.h>
 
 #include <algorithm>

@@ -22,6 +22,7 @@
 // it is (so its MFU is of the work it does; its ratio to the peer is of the same training).
 #include <ATen/ATen.h>
 #include <c10/core/InferenceMode.h>
+#include <cstdint>
 
 #include <fmt/format.h>
 

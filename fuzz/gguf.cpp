@@ -1,6 +1,7 @@
 // Fuzz target: a GGUF file (magic, version, metadata key/values, tensor table, aligned data).
 #include "fuzz/fuzz_input.h"
 #include "llm/gguf.h"
+#include <cstdint>
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::filesystem::path file = rlrf::fuzz::scratch_dir() / "model.gguf";

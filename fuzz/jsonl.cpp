@@ -5,6 +5,7 @@
 // The first byte divided by 5 sets the pair options: bit 0 the llama3 template, bit 1 a cutoff of
 // 24 tokens, bit 2 answers capped at 8 tokens.
 // Users and items are "1".."6"; pairs are tokenized with the demo model's real tokenizer.
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <memory>

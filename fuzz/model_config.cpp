@@ -2,6 +2,7 @@
 // config must also read back from what to_json() writes.
 #include "fuzz/fuzz_input.h"
 #include "llm/model_config.h"
+#include <cstdint>
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::string text(reinterpret_cast<const char*>(data), size);

@@ -2,6 +2,7 @@
 // adapter_model.safetensors) read and applied to the tests' tiny Llama; an adapter that loads must
 // give a forward pass.
 #include <ATen/ATen.h>
+#include <cstdint>
 
 #include <cstdio>
 #include <cstdlib>

@@ -2,6 +2,7 @@
 // also write and read back.
 #include "data/prepare.h"
 #include "fuzz/fuzz_input.h"
+#include <cstdint>
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::filesystem::path dir = rlrf::fuzz::scratch_dir();

@@ -5,6 +5,7 @@
 #include "data/dataset.h"
 #include "data/prepare.h"
 #include "fuzz/fuzz_input.h"
+#include <cstdint>
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size == 0) return 0;

@@ -3,6 +3,7 @@
 #include "fuzz/fuzz_input.h"
 #include "rerank/checkpoint.h"
 #include "rerank/reranker.h"
+#include <cstdint>
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::filesystem::path dir = rlrf::fuzz::scratch_dir();

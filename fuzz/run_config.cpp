@@ -5,6 +5,7 @@
 #include "pipeline/run_config.h"
 #include "util/config.h"
 #include "util/strings.h"
+#include <cstdint>
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::vector<std::string> parts = rlrf::fuzz::split_parts(data, size, 2);

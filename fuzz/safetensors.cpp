@@ -2,6 +2,7 @@
 // offsets, __metadata__, the data) opened and every tensor read.
 #include "fuzz/fuzz_input.h"
 #include "llm/safetensors.h"
+#include <cstdint>
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::filesystem::path file = rlrf::fuzz::scratch_dir() / "model.safetensors";

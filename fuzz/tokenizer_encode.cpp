@@ -2,6 +2,7 @@
 // (WordPiece) tokenizers from the shared directory encoding arbitrary bytes (invalid UTF-8
 // included) and decoding arbitrary ids; encode then decode must give the text back for valid
 // UTF-8 on the byte-level tokenizer.
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>

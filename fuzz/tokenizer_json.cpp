@@ -2,6 +2,7 @@
 // tokens) loaded from arbitrary bytes, then used: encode with and without specials, decode, stream.
 #include "fuzz/fuzz_input.h"
 #include "text/tokenizer.h"
+#include <cstdint>
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::filesystem::path file = rlrf::fuzz::scratch_dir() / "tokenizer.json";

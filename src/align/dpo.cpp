@@ -3,6 +3,7 @@
 #include "align/dpo.h"
 
 #include <ATen/ATen.h>
+#include <cstdint>
 #include <torch/types.h>
 
 #include <algorithm>
@@ -150,7 +151,7 @@ DpoResult train_dpo(llm::LlamaForCausalLM& model, const std::vector<PreferencePa
   auto start = std::chrono::steady_clock::now();
   std::vector<double> ref_c, ref_r;
   {
-    ComputePrecision precision(compute, model->device());
+    AutocastScope precision(compute, model->device());
     reference_logprobs(model, pairs, ref_c, ref_r, 8, config.pack_pairs);
   }
 
@@ -198,7 +199,7 @@ DpoResult train_dpo(llm::LlamaForCausalLM& model, const std::vector<PreferencePa
         }
         int64_t b = hi - lo;
         at::Tensor policy_chosen, policy_rejected;
-        std::optional<ComputePrecision> precision(std::in_place, compute, model->device());  // the forward only
+        std::optional<AutocastScope> precision(std::in_place, compute, model->device());  // the forward only
         if (config.pack_pairs) {  // chosen and rejected share one pass over their prompt (llm/logprob.h)
           llm::PairLogprobs lp = llm::pair_logprobs(model, prompts, chosen, rejected);
           policy_chosen = lp.a_sum.to(at::kFloat);

@@ -1,6 +1,7 @@
 // Reading TRL and LLaMA-Factory preference files into token pairs (formats in pair_files.h).
 #include "align/pair_files.h"
 
+#include <cstdint>
 #include <fmt/format.h>
 
 #include <algorithm>

@@ -1,6 +1,7 @@
 // Best/worst pair selection and the TRL / LLaMA-Factory exports.
 #include "align/pairs.h"
 
+#include <cstdint>
 #include <nlohmann/json.hpp>
 
 #include <map>

@@ -1,7 +1,6 @@
 // AdamW with a schedule, clipping and zeroed gradients between optimizer steps.
 #include "align/policy_optimizer.h"
 
-#include <ATen/autocast_mode.h>
 #include <torch/nn/utils/clip_grad.h>
 #include <torch/optim/adamw.h>
 
@@ -38,28 +37,6 @@ double PolicyOptimizer::step() {
   adamw_->zero_grad();
   ++step_;
   return norm;
-}
-
-ComputePrecision::ComputePrecision(at::ScalarType compute, const at::Device& device) {
-  on_ = compute == at::kBFloat16 || compute == at::kHalf;
-  cuda_ = device.is_cuda();
-  if (!on_) return;
-  if (cuda_) {
-    was_ = at::autocast::is_enabled();
-    at::autocast::set_autocast_gpu_dtype(compute);
-    at::autocast::set_enabled(true);
-  } else {
-    was_ = at::autocast::is_cpu_enabled();
-    at::autocast::set_autocast_cpu_dtype(compute);
-    at::autocast::set_cpu_enabled(true);
-  }
-}
-
-ComputePrecision::~ComputePrecision() {
-  if (!on_) return;
-  if (cuda_) at::autocast::set_enabled(was_);
-  else at::autocast::set_cpu_enabled(was_);
-  if (!was_) at::autocast::clear_cache();
 }
 
 at::ScalarType training_compute_dtype(llm::LlamaForCausalLM& model, const std::string& dtype, const std::string& who) {

@@ -2,12 +2,14 @@
 // adapters or all weights), a learning-rate schedule, gradient accumulation and clipping.
 #pragma once
 #include <ATen/core/Tensor.h>
+#include <cstdint>
 
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "llm/llama.h"
+#include "runtime/autocast.h"
 
 #include "align/schedule.h"
 
@@ -41,23 +43,10 @@ class PolicyOptimizer {
   int64_t step_ = 0;
 };
 
-// Master weights and compute precision of a training run. Trained parameters live in fp32 (with
-// their gradients and the optimizer state), whatever the compute dtype: `compute` bf16 runs the
-// matmuls of the forward in bf16 through libtorch's autocast (each weight cast once per forward,
-// gradients flowing back to the fp32 weights; norms, softmax and the loss stay fp32), so an update
-// smaller than a bf16 step accumulates in the fp32 weight instead of rounding to nothing.
-// Construct around the forward only (autocast is not for backward); the cast cache is dropped
-// when the outermost scope ends, so the next forward sees the updated weights.
-class ComputePrecision {
- public:
-  ComputePrecision(at::ScalarType compute, const at::Device& device);
-  ~ComputePrecision();
-  ComputePrecision(const ComputePrecision&) = delete;
-  ComputePrecision& operator=(const ComputePrecision&) = delete;
-
- private:
-  bool on_ = false, cuda_ = false, was_ = false;
-};
+// Master weights and compute precision of a training run: trained parameters live in fp32 (with
+// their gradients and the optimizer state), whatever the compute dtype; bf16 compute runs the
+// forward's matmuls through runtime/autocast.h's AutocastScope, so an update smaller than a bf16 step
+// accumulates in the fp32 weight instead of rounding to nothing.
 
 // The compute dtype of a trainer: `dtype` ("", "fp32", "bf16") or, when empty, the model's. Refuses
 // (naming `who`) trained parameters that are not fp32/fp64: every trained parameter keeps an fp32

@@ -2,6 +2,7 @@
 #include "align/reward.h"
 
 #include <ATen/ATen.h>
+#include <cstdint>
 
 #include "encode/encoder.h"
 #include "rerank/knowledge_vectors.h"

@@ -3,6 +3,7 @@
 // MAP@K, mean over that user's training lists) when the response's encoding stands in for the
 // user's knowledge. Test users never feed a reward.
 #pragma once
+#include <cstdint>
 #include <filesystem>
 #include <string>
 #include <vector>

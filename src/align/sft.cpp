@@ -2,6 +2,7 @@
 #include "align/sft.h"
 
 #include <ATen/ATen.h>
+#include <cstdint>
 #include <torch/types.h>
 
 #include <algorithm>
@@ -70,7 +71,7 @@ static std::pair<at::Tensor, int64_t> batch_nll(llm::LlamaForCausalLM& model, co
     conts.push_back(e.response);
     tokens += static_cast<int64_t>(e.response.size());
   }
-  ComputePrecision precision(compute, model->device());  // the forward; backward runs after it
+  AutocastScope precision(compute, model->device());  // the forward; backward runs after it
   llm::ContinuationLogprobs lp = llm::continuation_logprobs(model, prompts, conts);
   return {-lp.sum.to(at::kFloat).sum(), tokens};
 }

@@ -1,6 +1,7 @@
 // LLaMA-Factory job files: the ranking dataset, dataset_info.json, and the training YAML both ways.
 #include "align/trainer_job.h"
 
+#include <cstdint>
 #include <fmt/format.h>
 
 #include <cmath>

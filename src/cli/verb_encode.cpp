@@ -1,6 +1,7 @@
 // `rlrf encode`: knowledge texts to vectors with the paper's encoder (a BERT-family model) or any
 // other text encoder; prints one JSON line per text, or writes them to a file.
 #include <CLI/CLI.hpp>
+#include <cstdint>
 #include <fmt/format.h>
 
 #include <ATen/ATen.h>

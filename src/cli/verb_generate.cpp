@@ -1,6 +1,7 @@
 // `rlrf generate`: text from a Llama-family checkpoint (optionally with a LoRA adapter), for one
 // prompt (streamed as it is generated) or a file of prompts (batched), plain text or JSON lines.
 #include <CLI/CLI.hpp>
+#include <cstdint>
 
 #include <algorithm>
 #include <atomic>

@@ -2,6 +2,7 @@
 // knowledge of a source (profile summary, a JSONL file of LLM responses), or with --items the
 // item knowledge (metadata or a KAR file).
 #include <CLI/CLI.hpp>
+#include <cstdint>
 
 #include <cstdio>
 

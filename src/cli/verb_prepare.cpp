@@ -1,6 +1,7 @@
 // `rlrf prepare`: loads a dataset, builds the user split and the rerank lists of a recommendation
 // setting (data/prepare.h), writes OUT/prepared.bin and prints the counts.
 #include <CLI/CLI.hpp>
+#include <cstdint>
 
 #include <cstdio>
 

@@ -2,6 +2,7 @@
 // reports test-user metrics next to the list-order and popularity baselines; writes a results JSON
 // with per-seed values and per-user metrics (for paired comparisons) and, optionally, checkpoints.
 #include <CLI/CLI.hpp>
+#include <cstdint>
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 

@@ -2,6 +2,7 @@
 // reward model on the train users, scores every train user's responses, picks best/worst pairs and
 // exports them for TRL and LLaMA-Factory.
 #include <CLI/CLI.hpp>
+#include <cstdint>
 #include <fmt/format.h>
 
 #include <map>

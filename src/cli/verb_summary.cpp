@@ -3,6 +3,7 @@
 // last round against KAR (paired over users) and DPO's held-out pair accuracy per round. A run with
 // [eval] folds reads the pooled results and every fold's diagnostics.
 #include <CLI/CLI.hpp>
+#include <cstdint>
 #include <fmt/format.h>
 
 #include <cmath>

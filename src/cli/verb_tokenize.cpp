@@ -1,6 +1,7 @@
 // `rlrf tokenize`: text to token ids (one JSON array on stdout) with a Hugging Face tokenizer.json,
 // or, with --decode, ids back to text. A debugging aid for prompts and generations.
 #include <CLI/CLI.hpp>
+#include <cstdint>
 #include <cstdio>
 #include <iostream>
 #include <iterator>

@@ -10,6 +10,7 @@
 // - The core filter removes, in each pass, every interaction whose user has fewer than min_user or
 //   whose item has fewer than min_item interactions (counts at the start of the pass), and repeats
 //   until a pass removes nothing (KAR's filter_Kcore without its list-mutation quirk).
+#include <cstdint>
 #include <nlohmann/json.hpp>
 
 #include <algorithm>

@@ -3,6 +3,7 @@
 
 #include <cctype>
 #include <cmath>
+#include <cstdint>
 
 #include "data/parse_util.h"
 #include "util/error.h"

@@ -22,6 +22,7 @@
 #include "data/first_stage_lists.h"
 
 #include <algorithm>
+#include <cstdint>
 #include <unordered_map>
 
 #include "data/first_stage.h"

@@ -1,6 +1,7 @@
 // Streaming line reader over zlib's gzFile; see line_reader.h.
 #include "data/line_reader.h"
 
+#include <cstdint>
 #include <zlib.h>
 
 #include "util/error.h"

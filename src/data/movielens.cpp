@@ -1,6 +1,7 @@
 // MovieLens-100K and -1M loaders: the GroupLens file layouts, decoded to readable user fields,
 // UTF-8 titles with the year split off, and the first genre as the item attribute.
 #include <array>
+#include <cstdint>
 #include <unordered_map>
 #include <unordered_set>
 

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 
 #include "data/first_stage_lists.h"
 #include "data/prepare_streams.h"

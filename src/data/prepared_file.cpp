@@ -2,6 +2,7 @@
 // The payload holds the PrepareConfig, the Dataset, the sequences, the lists and the popularity,
 // each vector as a u64 count followed by its elements (little-endian, floats as IEEE bits).
 #include <bit>
+#include <cstdint>
 #include <cstring>
 #include <type_traits>
 

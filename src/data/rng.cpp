@@ -2,6 +2,7 @@
 #include "data/rng.h"
 
 #include <cmath>
+#include <cstdint>
 
 namespace rlrf {
 

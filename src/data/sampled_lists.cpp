@@ -6,6 +6,7 @@
 #include "data/sampled_lists.h"
 
 #include <algorithm>
+#include <cstdint>
 #include <span>
 
 #include "data/prepare_streams.h"

@@ -3,6 +3,7 @@
 
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
+#include <cstdint>
 #include <torch/csrc/autograd/grad_mode.h>
 
 #include <cmath>
@@ -304,12 +305,13 @@ void load_weights(BertModel& model, const llm::TensorStore& store) {
   if (unused > 0) log_debug("checkpoint '{}': {} tensors unused (heads, pooler)", store.path().string(), unused);
 }
 
-BertModel load_model(const fs::path& dir, at::ScalarType dtype) {
+BertModel load_model(const fs::path& dir, at::ScalarType dtype, const std::string& device) {
   BertConfig config = BertConfig::load(dir);
   llm::TensorStore store = llm::TensorStore::open(dir);
   BertModel model(config);
   load_weights(model, store);
   if (dtype != at::kFloat) model->to(dtype);
+  if (device != "cpu") model->to(at::Device(device));
   model->eval();
   model->fuse();
   return model;

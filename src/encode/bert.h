@@ -167,8 +167,9 @@ std::string checkpoint_name(const llm::TensorStore& store, const BertConfig& c, 
 // Fills every parameter from `store`; errors name the checkpoint file and tensor.
 void load_weights(BertModel& model, const llm::TensorStore& store);
 
-// config.json + weights of `dir` -> a model in `dtype` (kFloat or kBFloat16), eval mode, fused.
-BertModel load_model(const std::filesystem::path& dir, at::ScalarType dtype = at::kFloat);
+// config.json + weights of `dir` -> a model in `dtype` (kFloat or kBFloat16) on `device` ("cpu",
+// "cuda", "cuda:N"), eval mode, fused.
+BertModel load_model(const std::filesystem::path& dir, at::ScalarType dtype = at::kFloat, const std::string& device = "cpu");
 
 // A model of config `c` with random weights (N(0, 0.02), LayerNorm 1/0), for benchmarks.
 BertModel random_model(const BertConfig& c, at::ScalarType dtype, uint64_t seed = 1);

@@ -4,6 +4,7 @@
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <c10/core/InferenceMode.h>
+#include <cstdint>
 
 #include <algorithm>
 #include <fstream>
@@ -13,6 +14,7 @@
 
 #include "encode/bert.h"
 #include "llm/safetensors.h"
+#include "runtime/runtime.h"
 #include "text/wordpiece.h"
 #include "util/error.h"
 #include "util/files.h"
@@ -159,6 +161,7 @@ std::string BertEncoderOptions::to_spec() const {
   if (max_length != d.max_length) kv.push_back("max_length=" + std::to_string(max_length));
   if (dtype != d.dtype) kv.push_back("dtype=" + dtype);
   if (batch_size != d.batch_size) kv.push_back("batch_size=" + std::to_string(batch_size));
+  if (device != d.device) kv.push_back("device=" + device);
   std::string spec = "bert:" + model.string();
   if (!kv.empty()) spec += "?" + join(kv, "&");
   return spec;
@@ -200,8 +203,12 @@ BertEncoderOptions BertEncoderOptions::parse_spec(std::string_view spec) {
       o.dtype = value;
     } else if (key == "batch_size") {
       o.batch_size = as_int(1);
+    } else if (key == "device") {
+      RLRF_CHECK(value == "auto" || value == "cpu" || starts_with(value, "cuda"),
+                 "encoder '{}': device '{}' (auto, cpu, cuda, cuda:N)", spec, value);
+      o.device = value;
     } else {
-      fail("encoder '{}': unknown setting '{}' (pooling, normalize, max_length, dtype, batch_size)", spec, key);
+      fail("encoder '{}': unknown setting '{}' (pooling, normalize, max_length, dtype, batch_size, device)", spec, key);
     }
   }
   return o;
@@ -214,6 +221,7 @@ struct BertTextEncoder::Impl {
   BertEncoderOptions options;
   std::shared_ptr<WordPieceTokenizer> tokenizer;
   mutable bert::BertModel model{nullptr};  // forward() is not const (lazy fusing)
+  at::Device device = at::kCPU;             // where the model runs (options.device resolved)
   std::vector<std::string> modes;
   bool normalize = false;
   int max_length = 0;
@@ -239,7 +247,8 @@ BertTextEncoder::BertTextEncoder(const BertEncoderOptions& options) : impl_(std:
   SentenceTransformers st = read_sentence_transformers(dir);
   const fs::path model_dir = st.transformer_dir;
   const at::ScalarType dtype = options.dtype == "bf16" ? at::kBFloat16 : at::kFloat;
-  t.model = bert::load_model(model_dir, dtype);
+  t.device = at::Device(resolve_device(options.device));
+  t.model = bert::load_model(model_dir, dtype, t.device.str());
   const bert::BertConfig& c = t.model->config();
 
   fs::path tok_dir = file_exists(model_dir / "tokenizer.json") ? model_dir : dir;
@@ -328,6 +337,11 @@ at::Tensor BertTextEncoder::Impl::forward(const std::vector<const WordPieceEncod
       pm[b * T + static_cast<int64_t>(i)] = 1;
     }
   }
+  if (!device.is_cpu()) {
+    ids = ids.to(device);
+    types = types.to(device);
+    mask = mask.to(device);
+  }
   return model->forward(ids, mask, types);  // [B, T, H]
 }
 
@@ -356,7 +370,7 @@ at::Tensor BertTextEncoder::hidden_states(std::string_view text) const {
   c10::InferenceMode guard;
   WordPieceEncoding e = tokenize(text);
   at::Tensor mask;
-  return impl_->forward({&e}, mask)[0].to(at::kFloat).clone();
+  return impl_->forward({&e}, mask)[0].to(at::kCPU, at::kFloat).clone();
 }
 
 at::Tensor BertTextEncoder::encode(const std::vector<std::string>& texts) {
@@ -382,7 +396,7 @@ at::Tensor BertTextEncoder::encode(const std::vector<std::string>& texts) {
     const int64_t stop = std::min<int64_t>(n, start + t.options.batch_size);
     std::vector<const WordPieceEncoding*> batch;
     for (int64_t k = start; k < stop; ++k) batch.push_back(&encodings[static_cast<size_t>(order[static_cast<size_t>(k)])]);
-    at::Tensor pooled = t.encode_batch(batch);
+    at::Tensor pooled = t.encode_batch(batch).to(at::kCPU);
     at::Tensor index = at::from_blob(order.data() + start, {stop - start}, at::kLong).clone();
     out.index_copy_(0, index, pooled);
     if (progress) progress->advance(stop - start);

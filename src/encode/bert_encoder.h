@@ -17,7 +17,9 @@
 // dtype, so encode_cached (encoder.h) never mixes vectors of different models or settings.
 //
 // As an encoder name (make_encoder, [knowledge] encoder, --encoder):
-//   bert:PATH[?pooling=mean&normalize=true&max_length=512&dtype=bf16&batch_size=64]
+//   bert:PATH[?pooling=mean&normalize=true&max_length=512&dtype=bf16&batch_size=64&device=cuda]
+// device (auto: CUDA when libtorch has it and a GPU is visible) is where the model runs; it is not
+// part of the name: CPU and CUDA vectors agree to fp32 rounding (tests/cuda) and share the cache.
 #pragma once
 #include <filesystem>
 #include <memory>
@@ -39,6 +41,7 @@ struct BertEncoderOptions {
   int max_length = 0;            // tokens per text, [CLS]/[SEP] included; 0: the model's limit
   std::string dtype = "fp32";    // fp32 | bf16
   int batch_size = 64;
+  std::string device = "auto";   // auto | cpu | cuda | cuda:N
   bool progress = true;          // log texts/s for inputs longer than one batch
 
   // "bert:PATH?pooling=...&..." (only settings that differ from the defaults are written).
@@ -53,7 +56,7 @@ class BertTextEncoder : public TextEncoder {
   ~BertTextEncoder() override;
   std::string name() const override;  // "bert-<dir>-<fingerprint12>-<pooling>[-l2]-L<max_length>-<dtype>"
   int dim() const override;
-  // [texts.size(), dim()] float32 on CPU.
+  // [texts.size(), dim()] float32 on CPU (whatever the device the model runs on).
   at::Tensor encode(const std::vector<std::string>& texts) override;
 
   // What encode feeds the model for one text.

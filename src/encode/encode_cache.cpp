@@ -2,6 +2,7 @@
 // (format in encode_cache.h).
 #include "encode/encode_cache.h"
 
+#include <cstdint>
 #include <fcntl.h>
 #include <sys/file.h>
 #include <sys/stat.h>

@@ -2,6 +2,7 @@
 #include "encode/field_encoder.h"
 
 #include <ATen/ATen.h>
+#include <cstdint>
 
 #include <algorithm>
 #include <cctype>

@@ -3,6 +3,7 @@
 
 #include <ATen/Parallel.h>
 #include <ATen/ops/zeros.h>
+#include <cstdint>
 
 #include <cmath>
 

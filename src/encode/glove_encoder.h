@@ -19,6 +19,7 @@
 // unit vectors put profile texts, LLM responses and item texts of very different lengths on one
 // scale for the adapter, and make dot products cosine similarities.
 #pragma once
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <string_view>

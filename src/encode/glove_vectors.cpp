@@ -1,6 +1,7 @@
 // GloVe vectors: the streaming JSON -> binary converter and the memory-mapped loader.
 #include "encode/glove_vectors.h"
 
+#include <cstdint>
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>

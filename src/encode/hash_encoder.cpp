@@ -2,6 +2,7 @@
 #include "encode/hash_encoder.h"
 
 #include <ATen/ops/zeros.h>
+#include <cstdint>
 
 #include <cmath>
 

@@ -2,6 +2,7 @@
 // compared (card.h has the definition of every field).
 #include "knowledge/card.h"
 
+#include <cstdint>
 #include <fmt/format.h>
 
 #include <algorithm>

@@ -2,6 +2,7 @@
 // prefix, user knowledge files (JSONL) and the texts that are encoded for the reranker.
 #include "knowledge/knowledge.h"
 
+#include <cstdint>
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 

@@ -1,6 +1,7 @@
 // Knowledge texts (the paper's "knowledge augmentation"): what is known about each item and each
 // user, as natural-language text, before it is encoded into vectors for the reranker.
 #pragma once
+#include <cstdint>
 #include <filesystem>
 #include <string>
 #include <vector>

@@ -1,6 +1,7 @@
 // The knowledge-augmentation prompt (KAR's wording, the paper's system line), cut to fit a context.
 #include "knowledge/prompts.h"
 
+#include <cstdint>
 #include <fmt/format.h>
 
 #include <algorithm>

@@ -2,6 +2,7 @@
 // description, the time-ordered prompt history with ratings, and scenario factors to consider.
 // Prompts are cut to fit the model's context by dropping the oldest history items first.
 #pragma once
+#include <cstdint>
 #include <functional>
 #include <string>
 

@@ -3,6 +3,7 @@
 
 #include <ATen/Parallel.h>
 #include <ATen/ops/empty.h>
+#include <cstdint>
 
 #include <cmath>
 #include <cstring>

@@ -2,6 +2,7 @@
 #include "llm/causal_lm.h"
 
 #include <algorithm>
+#include <cstdint>
 
 #include "llm/checkpoint.h"
 #include "text/chat_template.h"

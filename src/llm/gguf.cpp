@@ -2,6 +2,7 @@
 #include "llm/gguf.h"
 
 #include <ATen/ATen.h>
+#include <cstdint>
 #include <torch/csrc/autograd/grad_mode.h>
 
 #include <cmath>

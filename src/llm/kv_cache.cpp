@@ -2,6 +2,7 @@
 #include "llm/kv_cache.h"
 
 #include <ATen/ATen.h>
+#include <cstdint>
 
 namespace rlrf::llm {
 

@@ -3,6 +3,7 @@
 
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
+#include <cstdint>
 #include <torch/csrc/autograd/grad_mode.h>
 
 #include <cmath>

@@ -2,6 +2,7 @@
 #include "llm/lora.h"
 
 #include <algorithm>
+#include <cstdint>
 
 #include <ATen/ATen.h>
 #include <torch/csrc/autograd/grad_mode.h>

@@ -1,6 +1,7 @@
 // config.json of the Llama family (Llama, Mistral, Qwen2): parse, check, write back.
 #include "llm/model_config.h"
 
+#include <cstdint>
 #include <nlohmann/json.hpp>
 
 #include "util/error.h"

@@ -2,6 +2,7 @@
 // the one-time probe of n > 1 (see openai_client.h).
 #include "llm/openai_client.h"
 
+#include <cstdint>
 #include <httplib.h>
 
 #include <algorithm>

@@ -2,6 +2,7 @@
 #include "llm/safetensors.h"
 
 #include <ATen/ATen.h>
+#include <cstdint>
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>

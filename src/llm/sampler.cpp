@@ -2,6 +2,7 @@
 #include "llm/sampler.h"
 
 #include <ATen/ATen.h>
+#include <cstdint>
 
 #include <algorithm>
 #include <cmath>

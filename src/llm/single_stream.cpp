@@ -2,6 +2,7 @@
 #include "llm/single_stream.h"
 
 #include <ATen/ATen.h>
+#include <cstdint>
 
 #include <algorithm>
 

@@ -1,6 +1,8 @@
 // The single-stream decoding step's arithmetic (see single_stream_kernel.h).
 #include "llm/single_stream_kernel.h"
 
+#include <cstdint>
+
 #ifdef _OPENMP
 #include <omp.h>
 #endif

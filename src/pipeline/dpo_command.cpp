@@ -1,6 +1,7 @@
 // [dpo] backend = "command": the job files, the command, and the adapter read back and checked.
 #include "pipeline/dpo_command.h"
 
+#include <cstdint>
 #include <fmt/format.h>
 
 #include <algorithm>

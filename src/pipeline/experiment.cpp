@@ -1,6 +1,7 @@
 // Experiment results: JSON, mean +- std over seeds, paired differences and sign tests.
 #include "pipeline/experiment.h"
 
+#include <cstdint>
 #include <fmt/format.h>
 
 #include <cmath>

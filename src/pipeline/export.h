@@ -8,6 +8,7 @@
 //  gguf - one GGUF file for llama.cpp and Ollama (llm/gguf.h), f32 or f16.
 // Round r's stored adapter is a delta on the round r-1 policy; round_adapter_base names that model.
 #pragma once
+#include <cstdint>
 #include <filesystem>
 #include <string>
 #include <vector>

@@ -1,6 +1,7 @@
 // [eval] folds = K: the whole run K times, fold k's users as the test users of run k (reward
 // models, SFT and DPO on the others), then one report over the users of all folds. Every user is a
 // test user exactly once, so paired statistics per user have K times the users of one split.
+#include <cstdint>
 #include <fmt/format.h>
 
 #include <nlohmann/json.hpp>

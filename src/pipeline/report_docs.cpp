@@ -1,6 +1,7 @@
 // The run's documents as JSON: one to_json / from_json per record, the store keys, the row names.
 #include "pipeline/report_docs.h"
 
+#include <cstdint>
 #include <fmt/format.h>
 
 #include <nlohmann/json.hpp>

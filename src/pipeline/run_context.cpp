@@ -2,6 +2,7 @@
 #include "pipeline/run_context.h"
 
 #include <algorithm>
+#include <cstdint>
 
 #include "knowledge/prompts.h"
 #include "llm/checkpoint.h"

@@ -3,6 +3,7 @@
 // outputs are current (a fingerprint of its inputs and config) and how the policy of round r is
 // rebuilt (base or SFT model, then each round's adapters merged in order).
 #pragma once
+#include <cstdint>
 #include <filesystem>
 #include <memory>
 #include <string>

@@ -2,6 +2,7 @@
 #include "pipeline/run_store.h"
 
 #include <chrono>
+#include <cstdint>
 #include <thread>
 
 #include <sqlite3.h>

@@ -1,4 +1,5 @@
 // Rewards, pairs and DPO: the recommendation feedback and the knowledge alignment of one round.
+#include <cstdint>
 #include <fmt/format.h>
 
 #include <map>

@@ -2,6 +2,7 @@
 // LLM after each round), DLCM and PRM retrained on it with several seeds, test NDCG@K / MAP@K.
 // Each (row, model, seed) result is kept in the run store under a fingerprint of its inputs, so a
 // resumed run redoes only what is missing.
+#include <cstdint>
 #include <fmt/format.h>
 
 #include <chrono>

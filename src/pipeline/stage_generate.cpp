@@ -3,6 +3,7 @@
 // evaluation reads by default ([eval] decode). A killed run resumes with the missing (user, sample)
 // pairs only; each sequence's random stream depends on (seed, round, prompt, sample), not on the
 // batch, so a resumed run writes the same texts an uninterrupted one would.
+#include <cstdint>
 #include <fmt/format.h>
 
 #include <algorithm>

@@ -2,6 +2,7 @@
 // sample responses; SVG plots beside it (metrics per round, DPO loss and margins, chosen vs
 // rejected rewards, reward distribution per round). The statistics are computed from the typed
 // documents of pipeline/report_docs.h; each section of the report is one function that renders them.
+#include <cstdint>
 #include <fmt/format.h>
 
 #include <algorithm>

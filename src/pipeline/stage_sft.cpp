@@ -1,6 +1,7 @@
 // The optional warm start: supervised fine-tuning on (prompt, target) pairs of the training users.
 // Targets are the profile summaries (the demo's: a base model learns the shape of a preference
 // summary) or a JSONL file of {"user": raw id, "response": text} (or "prompt"+"response" pairs).
+#include <cstdint>
 #include <fmt/format.h>
 
 #include <nlohmann/json.hpp>

@@ -7,6 +7,7 @@
 // evaluation because a tower's output depends on its own input only.
 #pragma once
 #include <ATen/core/Tensor.h>
+#include <cstdint>
 #include <torch/nn/module.h>
 #include <torch/nn/modules/container/modulelist.h>
 #include <torch/nn/modules/linear.h>

@@ -2,6 +2,7 @@
 #include "rerank/batches.h"
 
 #include <ATen/ATen.h>
+#include <cstdint>
 
 #include <algorithm>
 #include <map>

@@ -2,6 +2,7 @@
 #include "rerank/checkpoint.h"
 
 #include <ATen/ATen.h>
+#include <cstdint>
 #include <nlohmann/json.hpp>
 
 #include <cstring>

@@ -2,6 +2,7 @@
 #include "rerank/dlcm.h"
 
 #include <ATen/ATen.h>
+#include <cstdint>
 
 #include <fmt/ranges.h>
 

@@ -5,6 +5,7 @@
 // can be a numerically stable BCE-with-logits; rankings and probabilities are the same.
 #pragma once
 #include <ATen/core/Tensor.h>
+#include <cstdint>
 #include <torch/nn/module.h>
 #include <torch/nn/modules/batchnorm.h>
 #include <torch/nn/modules/linear.h>

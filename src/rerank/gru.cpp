@@ -2,7 +2,8 @@
 #include "rerank/gru.h"
 
 #include <ATen/ATen.h>
-#include <ATen/autocast_mode.h>
+#include <cstdint>
+#include "runtime/autocast.h"
 #include <torch/csrc/autograd/custom_function.h>
 
 #include <fmt/ranges.h>
@@ -83,7 +84,7 @@ struct GruSequence : torch::autograd::Function<GruSequence> {
 
 bool gru_sequence_applies(const at::Tensor& x, const at::Tensor& w_ih) {
   return x.device().is_cpu() && x.scalar_type() == at::kFloat && w_ih.scalar_type() == at::kFloat &&
-         !at::autocast::is_cpu_enabled() && x.dim() == 3 && x.size(1) > 0;
+         !autocast_on(c10::DeviceType::CPU) && x.dim() == 3 && x.size(1) > 0;
 }
 
 std::pair<at::Tensor, at::Tensor> gru_sequence(const at::Tensor& x, const at::Tensor& w_ih, const at::Tensor& w_hh,

@@ -2,6 +2,7 @@
 #include "rerank/knowledge_vectors.h"
 
 #include <ATen/ATen.h>
+#include <cstdint>
 
 #include "encode/bert_encoder.h"
 #include "encode/encoder.h"
@@ -24,8 +25,9 @@ void KnowledgeConfig::read(const ConfigSection& s) {
   s.read("max_length", max_length);
   s.read("dtype", dtype);
   s.read("batch_size", batch_size);
+  s.read("device", device);
   const bool bert_keys = s.has("encoder_model") || s.has("pooling") || s.has("normalize") || s.has("max_length") ||
-                         s.has("dtype") || s.has("batch_size");
+                         s.has("dtype") || s.has("batch_size") || s.has("device");
   if (encoder == "bert") {
     RLRF_CHECK(!encoder_model.empty(), "{}: encoder = \"bert\" needs encoder_model = PATH (a Hugging Face BERT "
                "directory: config.json, model.safetensors, tokenizer.json)", s.where());
@@ -36,10 +38,11 @@ void KnowledgeConfig::read(const ConfigSection& s) {
     o.max_length = max_length;
     o.dtype = dtype;
     o.batch_size = batch_size;
+    o.device = device;
     encoder = o.to_spec();
     BertEncoderOptions::parse_spec(encoder);  // checks the settings now, naming the bad one
   } else {
-    RLRF_CHECK(!bert_keys, "{}: encoder_model, pooling, normalize, max_length, dtype and batch_size are settings of "
+    RLRF_CHECK(!bert_keys, "{}: encoder_model, pooling, normalize, max_length, dtype, batch_size and device are settings of "
                "encoder = \"bert\" (encoder is \"{}\")", s.where(), encoder);
   }
 }

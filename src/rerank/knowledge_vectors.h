@@ -3,6 +3,7 @@
 // hybrid-expert adapter; reward candidates (LLM responses) are encoded the same way.
 #pragma once
 #include <ATen/core/Tensor.h>
+#include <cstdint>
 
 #include <filesystem>
 #include <string>
@@ -36,6 +37,7 @@ struct KnowledgeConfig {
   int max_length = 0;            // bert: tokens per text; 0: the model's limit (512 for BERT-base)
   std::string dtype = "fp32";    // bert: fp32 | bf16
   int batch_size = 64;           // bert: texts per forward pass
+  std::string device = "auto";   // bert: where the model runs: auto (CUDA when visible) | cpu | cuda | cuda:N
   std::string item = "metadata";  // metadata | file:PATH (KAR item knowledge)
   bool user_history = true;       // encode history + ". " + knowledge (KAR); false: knowledge alone
   void read(const ConfigSection& s);

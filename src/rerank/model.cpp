@@ -2,6 +2,7 @@
 #include "rerank/model.h"
 
 #include <ATen/ATen.h>
+#include <cstdint>
 #include <torch/nn/init.h>
 #include <torch/nn/modules/linear.h>
 

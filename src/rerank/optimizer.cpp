@@ -2,6 +2,7 @@
 #include "rerank/optimizer.h"
 
 #include <ATen/ATen.h>
+#include <cstdint>
 #include <torch/csrc/autograd/grad_mode.h>
 #include <torch/nn/module.h>
 

@@ -2,6 +2,7 @@
 #include "rerank/prm.h"
 
 #include <ATen/ATen.h>
+#include <cstdint>
 
 #include <cmath>
 

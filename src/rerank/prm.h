@@ -5,6 +5,7 @@
 // sin(p / 10000^(2(j/2)/D)) at even j and cos(...) at odd j.
 #pragma once
 #include <ATen/core/Tensor.h>
+#include <cstdint>
 #include <torch/nn/module.h>
 #include <torch/nn/modules/container/modulelist.h>
 #include <torch/nn/modules/linear.h>

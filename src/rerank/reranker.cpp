@@ -4,7 +4,8 @@
 #include "rerank/reranker.h"
 
 #include <ATen/ATen.h>
-#include <ATen/autocast_mode.h>
+#include <cstdint>
+#include "runtime/autocast.h"
 
 #include <algorithm>
 #include <chrono>
@@ -80,33 +81,8 @@ void RerankConfig::read(const ConfigSection& s) {
 namespace {
 
 // dtype "bf16": matmuls of the pass in bfloat16 with float32 weights, accumulation and statistics
-// (libtorch's CPU/CUDA autocast); "fp32": as the weights are.
-class MixedPrecision {
- public:
-  MixedPrecision(const std::string& dtype, const torch::Device& dev) : on_(dtype == "bf16"), cuda_(dev.is_cuda()) {
-    if (!on_) return;
-    if (cuda_) {
-      was_ = at::autocast::is_enabled();
-      at::autocast::set_autocast_gpu_dtype(at::kBFloat16);
-      at::autocast::set_enabled(true);
-    } else {
-      was_ = at::autocast::is_cpu_enabled();
-      at::autocast::set_autocast_cpu_dtype(at::kBFloat16);
-      at::autocast::set_cpu_enabled(true);
-    }
-  }
-  ~MixedPrecision() {
-    if (!on_) return;
-    if (cuda_) at::autocast::set_enabled(was_);
-    else at::autocast::set_cpu_enabled(was_);
-    if (!was_) at::autocast::clear_cache();
-  }
-  MixedPrecision(const MixedPrecision&) = delete;
-  MixedPrecision& operator=(const MixedPrecision&) = delete;
-
- private:
-  bool on_, cuda_, was_ = false;
-};
+// (runtime/autocast.h); "fp32": as the weights are.
+at::ScalarType pass_compute(const std::string& dtype) { return dtype == "bf16" ? at::kBFloat16 : at::kFloat; }
 
 // The intra-op threads of a pass over `r` (RerankConfig::threads); 0 leaves them as they are.
 int pass_threads(const Reranker& r) {
@@ -129,7 +105,7 @@ at::Tensor adapted_features(const Reranker& r, const at::Tensor& vectors, Tower 
   const torch::Device dev(r.device);
   RerankerModel m = r.model;
   return in_row_chunks(rows_to(vectors, dev), kAdaptChunk, [&](const at::Tensor& x) {
-    MixedPrecision mixed(r.dtype, dev);
+    AutocastScope mixed(pass_compute(r.dtype), dev);
     return (tower == Tower::kUser ? m->adapt_users(x) : m->adapt_items(x)).to(at::kFloat);
   });
 }
@@ -159,7 +135,7 @@ std::vector<std::vector<float>> score_core(const Reranker& r, const PreparedData
       itf = item_feat_all.index_select(0, items.flatten()).view({items.size(0), items.size(1), -1});
     at::Tensor scores;
     {
-      MixedPrecision mixed(r.dtype, dev);
+      AutocastScope mixed(pass_compute(r.dtype), dev);
       scores = at::sigmoid(m->forward(items, b.attrs.to(dev), uf, itf).to(at::kFloat)).to(at::kCPU).contiguous();
     }
     const float* sp = scores.data_ptr<float>();
@@ -251,8 +227,10 @@ std::vector<int64_t> lists_of_split(const PreparedData& data, Split split) {
 }
 
 int rerank_jobs(const RerankConfig& config) {
-  if (config.jobs > 0) return config.jobs;
-  return resolve_device(config.train.device) == "cpu" ? machine_threads() : 1;
+  // On CUDA one at a time, in this process: a forked worker cannot use a CUDA context its parent
+  // may already hold, and one GPU runs these small models' kernels one after another anyway.
+  if (resolve_device(config.train.device) != "cpu") return 1;
+  return config.jobs > 0 ? config.jobs : machine_threads();
 }
 
 void run_trainings(int64_t n, const RerankConfig& config, const std::function<std::string(int64_t)>& job,
@@ -316,7 +294,7 @@ class TrainingPasses {
     };
     at::Tensor logits;
     {
-      MixedPrecision mixed(cfg_.dtype, dev_);
+      AutocastScope mixed(pass_compute(cfg_.dtype), dev_);
       if (r_.shape.user_dim > 0)
         uf = adapt_distinct(b.users.to(dev_), user_vec_, [&](const at::Tensor& x) { return m->adapt_users(x); });
       if (r_.shape.item_dim > 0)

@@ -66,8 +66,8 @@ struct RerankTrainConfig {
 // evaluation run their trainings. Keys are the field names (those of `train` at the top level).
 struct RerankConfig {
   RerankTrainConfig train;
-  // Trainings run side by side by `rlrf rerank` and the RLRF loop's evaluation; 0: one per core on
-  // CPU, one at a time on CUDA. Results do not depend on it.
+  // Trainings run side by side by `rlrf rerank` and the RLRF loop's evaluation on CPU; 0: one per
+  // core. On CUDA they run one at a time whatever it says. Results do not depend on it.
   int jobs = 0;
   // Settings of `rlrf rerank` only (a run refuses them: pipeline/run_config.h read_rerank_section):
   std::string knowledge = "profile";   // user knowledge: none | profile | file:PATH

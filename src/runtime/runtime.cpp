@@ -2,6 +2,7 @@
 #include "runtime/runtime.h"
 
 #include <ATen/Parallel.h>
+#include <cstdint>
 #include <dlfcn.h>
 #include <malloc.h>
 #include <poll.h>

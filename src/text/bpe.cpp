@@ -2,6 +2,7 @@
 #include "text/bpe.h"
 
 #include <algorithm>
+#include <cstdint>
 
 #include "text/byte_level.h"
 #include "text/unicode.h"

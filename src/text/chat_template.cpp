@@ -2,6 +2,7 @@
 #include "text/chat_template.h"
 
 #include <algorithm>
+#include <cstdint>
 
 #include "util/error.h"
 #include "util/log.h"

@@ -1,5 +1,6 @@
 // A compact open-addressing map from token string to id.
 #include "text/string_id_map.h"
+#include <cstdint>
 
 namespace rlrf::text {
 

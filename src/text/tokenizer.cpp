@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cstdint>
 
 #include "text/byte_level.h"
 #include "text/tokenizer_impl.h"

@@ -2,6 +2,7 @@
 // pre-tokenizer steps, the BPE model, post-processor ids, decoder steps), the added tokens and
 // what tokenizer_config.json adds. Internal to src/text.
 #pragma once
+#include <cstdint>
 #include <filesystem>
 #include <memory>
 #include <string>

@@ -2,6 +2,7 @@
 // component type the encoder does not implement is refused with an error naming the file and the
 // component, so nothing is ever tokenized silently wrong.
 #include <chrono>
+#include <cstdint>
 #include <fstream>
 #include <nlohmann/json.hpp>
 

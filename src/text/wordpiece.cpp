@@ -2,6 +2,7 @@
 // template post-processor, WordPiece decoder), encoding with truncation, decoding.
 #include "text/wordpiece.h"
 
+#include <cstdint>
 #include <utf8proc.h>
 
 #include <algorithm>

@@ -1,6 +1,7 @@
 // TOML configuration through toml++: typed reads with errors naming file and key, unknown-key checks.
 #include "util/config.h"
 
+#include <cstdint>
 #include <fstream>
 #include <mutex>
 #include <set>

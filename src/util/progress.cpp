@@ -1,6 +1,7 @@
 // Progress of long work on stderr: done/total, rate, ETA; at most one line a second.
 #include "util/progress.h"
 
+#include <cstdint>
 #include <fmt/format.h>
 
 #include "util/log.h"

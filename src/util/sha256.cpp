@@ -1,6 +1,7 @@
 // SHA-256 (FIPS 180-4), written from the standard's description.
 #include "util/sha256.h"
 
+#include <cstdint>
 #include <cstring>
 #include <fstream>
 #include <vector>

@@ -321,6 +321,11 @@ TEST(BertEncoder, SpecsFactoryAndCache) {
   EXPECT_EQ(BertEncoderOptions::parse_spec("bert:/x").model, fs::path("/x"));
   EXPECT_NE(error_of([] { BertEncoderOptions::parse_spec("bert:/x?colour=red"); }).find("unknown setting 'colour'"),
             std::string::npos);
+  EXPECT_EQ(BertEncoderOptions::parse_spec("bert:/x").device, "auto");
+  EXPECT_EQ(BertEncoderOptions::parse_spec("bert:/x?device=cuda:1").device, "cuda:1");
+  EXPECT_EQ(BertEncoderOptions::parse_spec("bert:/x?device=cpu").to_spec(), "bert:/x?device=cpu");
+  EXPECT_NE(error_of([] { BertEncoderOptions::parse_spec("bert:/x?device=tpu"); }).find("device 'tpu' (auto, cpu, cuda, cuda:N)"),
+            std::string::npos);
   EXPECT_NE(error_of([] { make_encoder("bert"); }).find("encoder_model"), std::string::npos);
 
   auto enc = make_encoder("bert:" + tiny_dir().string() + "?pooling=mean&batch_size=2");

@@ -2,6 +2,7 @@
 #include "llm/llm_test_util.h"
 
 #include <c10/core/InferenceMode.h>
+#include <cstdint>
 
 #include "llm/checkpoint.h"
 #include "util/files.h"

@@ -2,6 +2,7 @@
 // tensor comparisons that print the max difference.
 #pragma once
 #include <ATen/ATen.h>
+#include <cstdint>
 #include <gtest/gtest.h>
 
 #include <filesystem>

@@ -8,7 +8,7 @@
 
 #include <functional>
 
-#include <ATen/autocast_mode.h>
+#include "runtime/autocast.h"
 #include <torch/csrc/autograd/autograd.h>
 #include <torch/nn/modules/rnn.h>
 
@@ -234,7 +234,9 @@ TEST(RerankModel, GruSequenceMatchesTorchGru) {
   }
   at::Tensor x = at::randn({2, 3, 4});
   EXPECT_FALSE(gru_sequence_applies(x.to(at::kBFloat16), at::randn({12, 4})));
-  at::autocast::set_cpu_enabled(true);
-  EXPECT_FALSE(gru_sequence_applies(x, at::randn({12, 4})));
-  at::autocast::set_cpu_enabled(false);
+  {
+    AutocastScope bf16(at::kBFloat16, at::kCPU);
+    EXPECT_FALSE(gru_sequence_applies(x, at::randn({12, 4})));
+  }
+  EXPECT_TRUE(gru_sequence_applies(x, at::randn({12, 4})));
 }

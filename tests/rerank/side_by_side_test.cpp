@@ -6,7 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <ATen/ATen.h>
-#include <ATen/autocast_mode.h>
+#include "runtime/autocast.h"
 #include <torch/nn/modules/linear.h>
 
 #include <random>
@@ -33,11 +33,8 @@ std::string bf16_many_shapes(int64_t job, int steps) {
     at::Tensor x = at::randn({rows(rng), 100});
     at::Tensor y;
     {
-      at::autocast::set_autocast_cpu_dtype(at::kBFloat16);
-      at::autocast::set_cpu_enabled(true);
+      AutocastScope bf16(at::kBFloat16, at::kCPU);
       y = b->forward(at::relu(a->forward(x)));
-      at::autocast::set_cpu_enabled(false);
-      at::autocast::clear_cache();
     }
     at::Tensor loss = y.to(at::kFloat).mean();
     loss.backward();

@@ -5,6 +5,7 @@
 // knowledge vectors (signal x one-hot group + noise, for users and items) make it learnable.
 #pragma once
 #include <ATen/ATen.h>
+#include <cstdint>
 
 #include <random>
 
