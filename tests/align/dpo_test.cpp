@@ -10,6 +10,7 @@
 #include <random>
 
 #include "align/dpo.h"
+#include "align/dpo_golden.h"
 #include "align/pairs.h"
 #include "align/schedule.h"
 #include "align/sft.h"
@@ -23,9 +24,8 @@ using namespace rlrf;
 
 namespace {
 
-fs::path golden_dir() { return source_dir() / "tests" / "data" / "align"; }
-
-nlohmann::json golden() { return nlohmann::json::parse(read_file(golden_dir() / "dpo_golden.json")); }
+fs::path golden_dir() { return test::dpo_golden_dir(); }
+nlohmann::json golden() { return test::dpo_golden(); }
 
 llm::LlamaForCausalLM tinystories() {
   fs::path dir = shared_dir() / "models" / "tinystories-656k";
@@ -33,32 +33,8 @@ llm::LlamaForCausalLM tinystories() {
   return llm::load_model(dir, o);
 }
 
-std::vector<PreferencePair> golden_pairs(const nlohmann::json& g) {
-  std::vector<PreferencePair> pairs;
-  for (const auto& p : g["pairs"]) {
-    PreferencePair pp;
-    pp.prompt = p["prompt"].get<std::vector<int32_t>>();
-    pp.chosen = p["chosen"].get<std::vector<int32_t>>();
-    pp.rejected = p["rejected"].get<std::vector<int32_t>>();
-    pairs.push_back(pp);
-  }
-  return pairs;
-}
-
-DpoConfig golden_config(const nlohmann::json& g, const std::string& finetune) {
-  DpoConfig c;
-  c.beta = g["beta"];
-  c.lr = g["lr"];
-  c.batch_size = g["batch_size"];
-  c.grad_accum = g["grad_accum"];
-  c.max_grad_norm = g["max_grad_norm"];
-  c.epochs = 1;
-  c.schedule = "constant";
-  c.warmup_ratio = 0;
-  c.shuffle = false;
-  c.finetune = finetune;
-  return c;
-}
+std::vector<PreferencePair> golden_pairs(const nlohmann::json& g) { return test::dpo_golden_pairs(g); }
+DpoConfig golden_config(const nlohmann::json& g, const std::string& finetune) { return test::dpo_golden_config(g, finetune); }
 
 void expect_steps(const std::vector<DpoStepLog>& got, const nlohmann::json& want) {
   ASSERT_EQ(got.size(), want.size());
@@ -130,14 +106,7 @@ TEST(Sft, MatchesReference) {
   std::vector<SftExample> examples;
   for (const PreferencePair& p : golden_pairs(g)) examples.push_back({p.prompt, p.chosen});
   SftConfig c;
-  c.lr = g["lr"];
-  c.batch_size = g["batch_size"];
-  c.grad_accum = g["grad_accum"];
-  c.max_grad_norm = g["max_grad_norm"];
-  c.epochs = 1;
-  c.schedule = "constant";
-  c.warmup_ratio = 0;
-  c.shuffle = false;
+  test::apply_golden_settings(c, g);
   c.finetune = "full";
   SftResult r = train_sft(model, examples, c);
   ASSERT_EQ(r.steps.size(), g["sft"].size());

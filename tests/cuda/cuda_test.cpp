@@ -20,10 +20,12 @@
 #include <vector>
 
 #include "align/dpo.h"
+#include "align/dpo_golden.h"
 #include "align/pairs.h"
 #include "data/dataset.h"
 #include "data/prepare.h"
 #include "encode/bert_encoder.h"
+#include "encode/bert_golden.h"
 #include "llm/checkpoint.h"
 #include "llm/generate.h"
 #include "llm/llm_test_util.h"
@@ -246,35 +248,7 @@ TEST(Cuda, SampledGenerationAtTheDemoShapeAgreesWithTheCpu) {
 
 namespace {
 
-fs::path align_dir() { return source_dir() / "tests" / "data" / "align"; }
-
-std::vector<PreferencePair> golden_pairs(const json& g) {
-  std::vector<PreferencePair> pairs;
-  for (const json& p : g["pairs"]) {
-    PreferencePair pp;
-    pp.prompt = p["prompt"].get<std::vector<int32_t>>();
-    pp.chosen = p["chosen"].get<std::vector<int32_t>>();
-    pp.rejected = p["rejected"].get<std::vector<int32_t>>();
-    pairs.push_back(pp);
-  }
-  return pairs;
-}
-
-DpoConfig golden_dpo_config(const json& g, const std::string& finetune) {
-  DpoConfig c;
-  c.beta = g["beta"];
-  c.lr = g["lr"];
-  c.batch_size = g["batch_size"];
-  c.grad_accum = g["grad_accum"];
-  c.max_grad_norm = g["max_grad_norm"];
-  c.epochs = 1;
-  c.schedule = "constant";
-  c.warmup_ratio = 0;
-  c.shuffle = false;
-  c.finetune = finetune;
-  c.heldout_fraction = 0;
-  return c;
-}
+fs::path align_dir() { return test::dpo_golden_dir(); }
 
 }  // namespace
 
@@ -289,9 +263,9 @@ TEST(Cuda, DpoStepsMatchTheReference) {
     llm::LlamaForCausalLM model = load_on(tinystories_dir(), kGpu);
     const std::string kind = finetune == "full" ? "full" : "lora";
     if (kind == "lora") llm::load_lora(model, align_dir() / "dpo-start-adapter");
-    DpoConfig c = golden_dpo_config(g, kind);
+    DpoConfig c = test::dpo_golden_config(g, kind);
     if (finetune == "lora-bf16") c.dtype = "bf16";
-    DpoResult r = train_dpo(model, golden_pairs(g), c);
+    DpoResult r = train_dpo(model, test::dpo_golden_pairs(g), c);
     const json& want = g[kind];
     ASSERT_EQ(r.steps.size(), want.size());
     const double tol = finetune == "lora-bf16" ? 2e-2 : 2e-5;
@@ -373,17 +347,6 @@ TEST(Cuda, RerankerEpochsMatchTheCpu) {
   }
 }
 
-namespace {
-
-at::Tensor rows_of(const json& j) {
-  std::vector<std::vector<double>> rows = j.get<std::vector<std::vector<double>>>();
-  at::Tensor t = at::zeros({static_cast<int64_t>(rows.size()), static_cast<int64_t>(rows[0].size())}, at::kDouble);
-  for (size_t i = 0; i < rows.size(); ++i)
-    for (size_t k = 0; k < rows[i].size(); ++k) t[static_cast<int64_t>(i)][static_cast<int64_t>(k)] = rows[i][k];
-  return t.to(at::kFloat);
-}
-
-}  // namespace
 
 // The BERT knowledge encoder on CUDA against tools/ref/encode_bert_ref.py's plain-PyTorch goldens
 // (bert-tiny: hidden states, mean / cls / max / mean+L2 pooling in fp32; bf16 within the CPU's
@@ -405,18 +368,18 @@ TEST(Cuda, BertEncodingsMatchTheReference) {
   double worst = 0;
   BertTextEncoder mean(options("mean", kGpu));
   for (size_t i = 0; i < tiny.at("hidden").size(); ++i)
-    worst = std::max(worst, max_abs_diff(mean.hidden_states(texts[i]), rows_of(tiny.at("hidden")[i])));
+    worst = std::max(worst, max_abs_diff(mean.hidden_states(texts[i]), test::bert_golden_rows(tiny.at("hidden")[i])));
   for (const char* pooling : {"mean", "cls", "max", "mean_l2"}) {
     BertEncoderOptions o = options(std::string(pooling) == "mean_l2" ? "mean" : pooling, kGpu);
     o.normalize = std::string(pooling) == "mean_l2";
     BertTextEncoder e(o);
     at::Tensor v = e.encode(texts);
     EXPECT_TRUE(v.device().is_cpu());
-    worst = std::max(worst, max_abs_diff(v, rows_of(tiny.at("pooled").at(pooling))));
+    worst = std::max(worst, max_abs_diff(v, test::bert_golden_rows(tiny.at("pooled").at(pooling))));
   }
   BertEncoderOptions o16 = options("mean", kGpu);
   o16.dtype = "bf16";
-  const double bf16 = max_abs_diff(BertTextEncoder(o16).encode(texts), rows_of(tiny.at("pooled").at("mean")));
+  const double bf16 = max_abs_diff(BertTextEncoder(o16).encode(texts), test::bert_golden_rows(tiny.at("pooled").at("mean")));
   std::printf("  bert-tiny on cuda: hidden states and 4 poolings, max |d| against the fp32 reference %.3g; bf16 mean "
               "pooling %.3g (tolerance 0.05)\n", worst, bf16);
   EXPECT_LT(worst, 1e-5);

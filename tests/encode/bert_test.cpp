@@ -15,6 +15,7 @@
 #include "error_of.h"
 #include "encode/bert.h"
 #include "encode/bert_encoder.h"
+#include "encode/bert_golden.h"
 #include "encode/encode_cache.h"
 #include "encode/encoder.h"
 #include "llm/safetensors.h"
@@ -44,13 +45,7 @@ const json& golden() {
 
 std::vector<std::string> texts() { return golden().at("texts").get<std::vector<std::string>>(); }
 
-at::Tensor tensor_of(const json& j) {
-  std::vector<std::vector<double>> rows = j.get<std::vector<std::vector<double>>>();
-  at::Tensor t = at::zeros({static_cast<int64_t>(rows.size()), static_cast<int64_t>(rows[0].size())}, at::kDouble);
-  for (size_t i = 0; i < rows.size(); ++i)
-    for (size_t k = 0; k < rows[i].size(); ++k) t[static_cast<int64_t>(i)][static_cast<int64_t>(k)] = rows[i][k];
-  return t.to(at::kFloat);
-}
+at::Tensor tensor_of(const json& j) { return test::bert_golden_rows(j); }
 
 double max_diff(const at::Tensor& a, const at::Tensor& b) {
   EXPECT_EQ(a.sizes(), b.sizes());
