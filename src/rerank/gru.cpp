@@ -2,16 +2,93 @@
 #include "rerank/gru.h"
 
 #include <ATen/ATen.h>
+#include <cmath>
 #include <cstdint>
 #include "runtime/autocast.h"
 #include <torch/csrc/autograd/custom_function.h>
 
 #include <fmt/ranges.h>
 
+#include "llm/cpu_clones.h"
+#include "llm/kernel_math.h"
 #include "util/error.h"
 
 namespace rlrf {
 namespace {
+
+// The gate arithmetic of one step in one pass over plain floats, instead of about ten ATen ops of
+// 64 x 64 elements each (whose dispatch, not arithmetic, was most of the step). The exponentials are
+// kernel_math.h's (relative error < 2e-7), so the loops vectorise.
+__attribute__((always_inline)) inline float sigmoid_of(float x) {
+  const float e = llm::exp_nonpositive(-std::fabs(x));  // e^-|x|
+  const float s = 1.0f / (1.0f + e);
+  return x >= 0 ? s : 1.0f - s;
+}
+__attribute__((always_inline)) inline float tanh_of(float x) {
+  const float e = llm::exp_nonpositive(-2.0f * std::fabs(x));  // e^-2|x|
+  const float t = (1.0f - e) / (1.0f + e);
+  return x >= 0 ? t : -t;
+}
+
+// Step t of the forward for b rows: gi_t row i at gi + i * gi_stride ([r z n] input projections),
+// gh [b, 3h] (hidden projections), prev [b, h]; writes rz [b, 2h], n, hn, h_t [b, h].
+RLRF_CPU_CLONES
+void gru_forward_step(const float* gi, int64_t gi_stride, const float* gh, const float* prev, float* rz, float* n,
+                      float* hn, float* h_t, int64_t b, int64_t h) {
+  for (int64_t i = 0; i < b; ++i) {
+    const float* g = gi + i * gi_stride;
+    const float* q = gh + i * 3 * h;
+    const float* p = prev + i * h;
+    float* rz_i = rz + i * 2 * h;
+    float* n_i = n + i * h;
+    float* hn_i = hn + i * h;
+    float* h_i = h_t + i * h;
+#pragma omp simd
+    for (int64_t j = 0; j < h; ++j) {
+      const float r = sigmoid_of(g[j] + q[j]);
+      const float z = sigmoid_of(g[h + j] + q[h + j]);
+      const float hnj = q[2 * h + j];
+      const float nj = tanh_of(g[2 * h + j] + r * hnj);
+      rz_i[j] = r;
+      rz_i[h + j] = z;
+      hn_i[j] = hnj;
+      n_i[j] = nj;
+      h_i[j] = nj + z * (p[j] - nj);
+    }
+  }
+}
+
+// Step t of the backward for b rows, given dh [b, h] (the gradient reaching h_t): writes the
+// pre-activation gradients dgi_t (row i at dgi + i * dgi_stride: [dr dz dn]) and dgh_t [b, 3h]
+// ([dr dz dn * r]), and dh * z into dhz [b, h] (the part of dh_prev that skips the matmul).
+RLRF_CPU_CLONES
+void gru_backward_step(const float* dh, const float* prev, const float* rz, const float* n, const float* hn,
+                       float* dgi, int64_t dgi_stride, float* dgh, float* dhz, int64_t b, int64_t h) {
+  for (int64_t i = 0; i < b; ++i) {
+    const float* d = dh + i * h;
+    const float* p = prev + i * h;
+    const float* rz_i = rz + i * 2 * h;
+    const float* n_i = n + i * h;
+    const float* hn_i = hn + i * h;
+    float* gi_i = dgi + i * dgi_stride;
+    float* gh_i = dgh + i * 3 * h;
+    float* dz_i = dhz + i * h;
+#pragma omp simd
+    for (int64_t j = 0; j < h; ++j) {
+      const float r = rz_i[j], z = rz_i[h + j], nj = n_i[j];
+      const float dn = d[j] * (1.0f - z) * (1.0f - nj * nj);
+      const float dz = d[j] * (p[j] - nj) * (z * (1.0f - z));
+      const float dr = dn * hn_i[j] * (r * (1.0f - r));
+      gi_i[j] = dr;
+      gi_i[h + j] = dz;
+      gi_i[2 * h + j] = dn;
+      gh_i[j] = dr;
+      gh_i[h + j] = dz;
+      gh_i[2 * h + j] = dn * r;
+      dz_i[j] = d[j] * z;
+    }
+  }
+}
 
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
@@ -31,13 +108,10 @@ struct GruSequence : torch::autograd::Function<GruSequence> {
     at::Tensor prev = at::zeros({b, h}, x.options());
     for (int64_t t = 0; t < l; ++t) {
       at::addmm_out(gh, b_hh, prev, w_hh.t());
-      const at::Tensor git = gi.select(1, t);
-      at::Tensor rz_t = rz.select(0, t), n_t = n.select(0, t), h_t = states.select(0, t);
-      at::sigmoid_out(rz_t, git.narrow(1, 0, 2 * h) + gh.narrow(1, 0, 2 * h));
-      hn.select(0, t).copy_(gh.narrow(1, 2 * h, h));
-      at::tanh_out(n_t, at::addcmul(git.narrow(1, 2 * h, h), rz_t.narrow(1, 0, h), gh.narrow(1, 2 * h, h)));
-      // h' = n + z * (h - n)
-      at::addcmul_out(h_t, n_t, rz_t.narrow(1, h, h), prev - n_t);
+      at::Tensor h_t = states.select(0, t);
+      gru_forward_step(gi.data_ptr<float>() + t * 3 * h, l * 3 * h, gh.data_ptr<float>(), prev.data_ptr<float>(),
+                       rz.select(0, t).data_ptr<float>(), n.select(0, t).data_ptr<float>(),
+                       hn.select(0, t).data_ptr<float>(), h_t.data_ptr<float>(), b, h);
       prev = h_t;
     }
     ctx->save_for_backward({x, w_ih, w_hh, states, rz, n, hn});
@@ -50,26 +124,20 @@ struct GruSequence : torch::autograd::Function<GruSequence> {
                      &n = saved[5], &hn = saved[6];
     const int64_t b = x.size(0), l = x.size(1), d = x.size(2), h = w_hh.size(1);
     const at::Tensor& g_seq = grads[0];  // [B, L, H] or undefined
-    at::Tensor dh = grads[1].defined() ? grads[1].clone() : at::zeros({b, h}, x.options());
+    at::Tensor dh = grads[1].defined() ? grads[1].clone(at::MemoryFormat::Contiguous) : at::zeros({b, h}, x.options());
     at::Tensor dgi = at::empty({b, l, 3 * h}, x.options());  // d(input projections), row i * L + t
     at::Tensor dgh = at::empty({l, b, 3 * h}, x.options());  // d(hidden projections), step-major
     const at::Tensor zeros = at::zeros({b, h}, x.options());
+    at::Tensor dhz = at::empty({b, h}, x.options());
     for (int64_t t = l - 1; t >= 0; --t) {
       if (g_seq.defined()) dh.add_(g_seq.select(1, t));
       const at::Tensor prev = t > 0 ? states.select(0, t - 1) : zeros;
-      const at::Tensor r = rz.select(0, t).narrow(1, 0, h), z = rz.select(0, t).narrow(1, h, h);
-      const at::Tensor n_t = n.select(0, t);
-      at::Tensor dgi_t = dgi.select(1, t), dgh_t = dgh.select(0, t);
-      at::Tensor dr = dgi_t.narrow(1, 0, h), dz = dgi_t.narrow(1, h, h), dn = dgi_t.narrow(1, 2 * h, h);
-      // dn_pre = dh * (1 - z) * (1 - n^2); dz_pre = dh * (h - n) * z * (1 - z); dr_pre = dn_pre * hn * r * (1 - r)
-      at::mul_out(dn, dh * (1 - z), 1 - n_t * n_t);
-      at::mul_out(dz, dh * (prev - n_t), z * (1 - z));
-      at::mul_out(dr, dn * hn.select(0, t), r * (1 - r));
-      dgh_t.narrow(1, 0, 2 * h).copy_(dgi_t.narrow(1, 0, 2 * h));
-      at::Tensor dgh_n = dgh_t.narrow(1, 2 * h, h);
-      at::mul_out(dgh_n, dn, r);
+      at::Tensor dgh_t = dgh.select(0, t);
+      gru_backward_step(dh.data_ptr<float>(), prev.data_ptr<float>(), rz.select(0, t).data_ptr<float>(),
+                        n.select(0, t).data_ptr<float>(), hn.select(0, t).data_ptr<float>(),
+                        dgi.data_ptr<float>() + t * 3 * h, l * 3 * h, dgh_t.data_ptr<float>(), dhz.data_ptr<float>(), b, h);
       // dh_prev = dh * z + dgh_t W_hh
-      dh = at::addmm(dh * z, dgh_t, w_hh);
+      at::addmm_out(dh, dhz, dgh_t, w_hh);
     }
     const at::Tensor dgi2 = dgi.view({b * l, 3 * h}), x2 = x.view({b * l, d});
     // The state each step read: zeros, then h_0 .. h_{L-2}.
