@@ -8,6 +8,7 @@
 
 #include <fmt/ranges.h>
 
+#include "rerank/prm_attention.h"
 #include "util/error.h"
 
 namespace rlrf {
@@ -37,9 +38,15 @@ at::Tensor SelfAttentionImpl::forward(const at::Tensor& x) {
   auto heads = [&](const at::Tensor& t) { return t.reshape({b, l, heads_, hd}).transpose(1, 2); };  // [B, h, L, hd]
   at::Tensor q = heads(qkv[0]) / std::sqrt(static_cast<double>(hd));
   at::Tensor k = heads(qkv[1]), v = heads(qkv[2]);
-  at::Tensor w = at::softmax(at::matmul(q, k.transpose(-2, -1)), -1);        // [B, h, L, L]
-  at::Tensor o = at::matmul(w, v).transpose(1, 2).reshape({b, l, dim_});     // [B, L, D]
-  return out_proj->forward(o);
+  at::Tensor o;
+  if (attention_core_applies(q.reshape({b * heads_, l, hd}))) {  // fp32 CPU: one node, no per-list BLAS calls
+    auto flat = [&](const at::Tensor& t) { return t.reshape({b * heads_, l, hd}); };
+    o = attention_core(flat(q), flat(k), flat(v)).view({b, heads_, l, hd});
+  } else {
+    at::Tensor w = at::softmax(at::matmul(q, k.transpose(-2, -1)), -1);  // [B, h, L, L]
+    o = at::matmul(w, v);                                                // [B, h, L, hd]
+  }
+  return out_proj->forward(o.transpose(1, 2).reshape({b, l, dim_}));     // [B, L, D]
 }
 
 PrmImpl::PrmImpl(int64_t in_dim, int64_t heads, const std::vector<int64_t>& mlp_dims) : in_dim_(in_dim) {

@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include <functional>
+#include <tuple>
 
 #include "runtime/autocast.h"
 #include <torch/csrc/autograd/autograd.h>
@@ -16,6 +17,7 @@
 #include "rerank/gru.h"
 #include "rerank/model.h"
 #include "rerank/prm.h"
+#include "rerank/prm_attention.h"
 #include "util/error.h"
 #include "util/files.h"
 #include "runtime/runtime.h"
@@ -239,4 +241,33 @@ TEST(RerankModel, GruSequenceMatchesTorchGru) {
     EXPECT_FALSE(gru_sequence_applies(x, at::randn({12, 4})));
   }
   EXPECT_TRUE(gru_sequence_applies(x, at::randn({12, 4})));
+}
+
+// PRM's attention core (one autograd node, plain loops) against ATen's matmul and softmax in fp64:
+// outputs and the gradients of q, k and v, on several list lengths and head widths (odd ones too).
+TEST(RerankModel, PrmAttentionCoreMatchesATenInFp64) {
+  torch::manual_seed(5);
+  for (auto [n, l, d] : {std::tuple<int64_t, int64_t, int64_t>{3, 1, 5}, {4, 10, 48}, {2, 13, 7}, {128, 10, 16}}) {
+    at::Tensor q = at::randn({n, l, d}), k = at::randn({n, l, d}), v = at::randn({n, l, d}), go = at::randn({n, l, d});
+    auto ref_in = [](const at::Tensor& t) { return t.to(at::kDouble).requires_grad_(true); };
+    at::Tensor q64 = ref_in(q), k64 = ref_in(k), v64 = ref_in(v);
+    at::Tensor want = at::matmul(at::softmax(at::matmul(q64, k64.transpose(1, 2)), -1), v64);
+    want.backward(go.to(at::kDouble));
+    at::Tensor q32 = q.clone().requires_grad_(true), k32 = k.clone().requires_grad_(true), v32 = v.clone().requires_grad_(true);
+    ASSERT_TRUE(attention_core_applies(q32));
+    at::Tensor got = attention_core(q32, k32, v32);
+    got.backward(go);
+    const std::string shape = std::to_string(n) + "x" + std::to_string(l) + "x" + std::to_string(d);
+    EXPECT_LT(max_diff(got, want), 1e-5) << shape;
+    EXPECT_LT(max_diff(q32.grad(), q64.grad()), 1e-5) << shape;
+    EXPECT_LT(max_diff(k32.grad(), k64.grad()), 1e-5) << shape;
+    EXPECT_LT(max_diff(v32.grad(), v64.grad()), 1e-5) << shape;
+  }
+  at::Tensor x = at::randn({2, 3, 4});
+  EXPECT_FALSE(attention_core_applies(x.to(at::kBFloat16)));
+  {
+    AutocastScope bf16(at::kBFloat16, at::kCPU);
+    EXPECT_FALSE(attention_core_applies(x));
+  }
+  EXPECT_THROW(attention_core(x, x, at::randn({2, 3, 5})), rlrf::Error);
 }
