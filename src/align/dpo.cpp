@@ -141,13 +141,13 @@ DpoResult train_dpo(llm::LlamaForCausalLM& model, const std::vector<PreferencePa
                     const std::function<void(const DpoStepLog&)>& on_step) {
   DpoResult result;
   if (pairs.empty() || config.epochs == 0) return result;
-  ScopedThreads threads(config.threads > 0 ? config.threads : llm::training_threads(*model));
   if (config.finetune == "lora") {
     RLRF_CHECK(llm::has_lora(model), "dpo: finetune = \"lora\" but the model carries no adapters");
   } else {
     llm::enable_full_finetune(model);
   }
   const at::ScalarType compute = training_compute_dtype(model, config.dtype, "dpo");
+  ScopedThreads threads(config.threads > 0 ? config.threads : llm::training_threads(*model, compute));
   auto start = std::chrono::steady_clock::now();
   std::vector<double> ref_c, ref_r;
   {

@@ -99,13 +99,13 @@ SftResult train_sft(llm::LlamaForCausalLM& model, const std::vector<SftExample>&
                     const std::function<void(const SftStepLog&)>& on_step) {
   SftResult result;
   if (examples.empty() || config.epochs == 0) return result;
-  ScopedThreads threads(config.threads > 0 ? config.threads : llm::training_threads(*model));
   if (config.finetune == "lora") {
     RLRF_CHECK(llm::has_lora(model), "sft: finetune = \"lora\" but the model carries no adapters");
   } else {
     llm::enable_full_finetune(model);
   }
   const at::ScalarType compute = training_compute_dtype(model, config.dtype, "sft");
+  ScopedThreads threads(config.threads > 0 ? config.threads : llm::training_threads(*model, compute));
   auto start = std::chrono::steady_clock::now();
   const int64_t n = static_cast<int64_t>(examples.size());
   const int64_t micro_per_epoch = (n + config.batch_size - 1) / config.batch_size;

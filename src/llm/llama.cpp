@@ -36,8 +36,8 @@ std::string dtype_name(at::ScalarType dtype) {
   }
 }
 
-int training_threads(const LlamaForCausalLMImpl& model) {
-  const bool full_precision = model.dtype() == at::kFloat || model.dtype() == at::kDouble;
+int training_threads(const LlamaForCausalLMImpl& model, at::ScalarType compute) {
+  const bool full_precision = compute == at::kFloat || compute == at::kDouble;
   return model.device().is_cpu() && full_precision && model.config().num_parameters() < 50'000'000 ? 1 : 0;
 }
 

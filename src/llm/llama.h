@@ -40,10 +40,12 @@ struct ModelOptions {
 at::ScalarType parse_dtype(const std::string& name);
 
 class LlamaForCausalLMImpl;
-// Intra-op threads for training `model` on CPU when none are asked for: one for small fp32 models
-// (OpenBLAS and libtorch's threads wait for each other after every small op: tinystories-656k's
-// DPO steps run 1.5-1.8x faster on one thread than on two here), 0 (leave as set) otherwise.
-int training_threads(const LlamaForCausalLMImpl& model);
+// Intra-op threads for training `model` on CPU in `compute` precision when none are asked for: one
+// for small models computing in fp32 (OpenBLAS and libtorch's threads wait for each other after
+// every small op: tinystories-656k's demo DPO round took 22.2 s on one thread, 59.6 s on two), 0
+// (leave as set) otherwise: bf16 compute goes to oneDNN, which splits its work well (the same round
+// 16.9 s on two threads, 21.8 s on one; the demo's SFT 25.9 s against 36.5 s).
+int training_threads(const LlamaForCausalLMImpl& model, at::ScalarType compute);
 std::string dtype_name(at::ScalarType dtype);  // "fp32", "bf16", "fp16"
 
 // What all layers of one forward share: rotary tables and the attention mask.
