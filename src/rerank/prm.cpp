@@ -39,8 +39,8 @@ at::Tensor SelfAttentionImpl::forward(const at::Tensor& x) {
   at::Tensor q = heads(qkv[0]) / std::sqrt(static_cast<double>(hd));
   at::Tensor k = heads(qkv[1]), v = heads(qkv[2]);
   at::Tensor o;
-  if (attention_core_applies(q.reshape({b * heads_, l, hd}))) {  // fp32 CPU: one node, no per-list BLAS calls
-    auto flat = [&](const at::Tensor& t) { return t.reshape({b * heads_, l, hd}); };
+  if (attention_core_applies(q)) {  // fp32 CPU: one node, no per-list BLAS calls
+    auto flat = [&](const at::Tensor& t) { return t.reshape({b * heads_, l, hd}); };  // [B h, L, hd]
     o = attention_core(flat(q), flat(k), flat(v)).view({b, heads_, l, hd});
   } else {
     at::Tensor w = at::softmax(at::matmul(q, k.transpose(-2, -1)), -1);  // [B, h, L, L]

@@ -119,12 +119,11 @@ struct AttentionCore : torch::autograd::Function<AttentionCore> {
 }  // namespace
 
 bool attention_core_applies(const at::Tensor& q) {
-  return q.device().is_cpu() && q.scalar_type() == at::kFloat && q.dim() == 3 && q.size(1) > 0 &&
-         !autocast_on(c10::DeviceType::CPU);
+  return q.device().is_cpu() && q.scalar_type() == at::kFloat && !autocast_on(c10::DeviceType::CPU);
 }
 
 at::Tensor attention_core(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) {
-  RLRF_CHECK(q.dim() == 3 && k.sizes() == q.sizes() && v.sizes() == q.sizes(),
+  RLRF_CHECK(q.dim() == 3 && q.size(1) > 0 && k.sizes() == q.sizes() && v.sizes() == q.sizes(),
              "attention_core: q, k, v must be [N, L, d] of one shape, got {}, {}, {}", q.sizes(), k.sizes(), v.sizes());
   RLRF_CHECK(attention_core_applies(q) && k.scalar_type() == at::kFloat && v.scalar_type() == at::kFloat &&
                  k.device().is_cpu() && v.device().is_cpu(),

@@ -11,8 +11,8 @@ namespace rlrf {
 // q (already scaled), k, v [N, L, d] -> softmax(q k^T, -1) v [N, L, d]; gradients flow to q, k, v.
 at::Tensor attention_core(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v);
 
-// Whether attention_core takes these inputs: fp32 on the CPU, [N, L, d], autocast off (PRM uses
-// ATen's matmul and softmax otherwise).
+// Whether attention_core takes q's kind of tensor: fp32 on the CPU with autocast off (PRM uses
+// ATen's matmul and softmax otherwise). Shapes are attention_core's to check.
 bool attention_core_applies(const at::Tensor& q);
 
 }  // namespace rlrf
