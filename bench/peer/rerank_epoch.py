@@ -16,6 +16,7 @@ import os
 import random
 import time
 
+import peer_threads  # noqa: F401  (before torch: its BLAS pool takes --threads)
 import numpy as np
 import torch
 import torch.nn as nn

@@ -20,6 +20,7 @@ import math
 import random
 import time
 
+import peer_threads  # noqa: F401  (before torch: its BLAS pool takes --threads)
 import torch
 import torch.nn as nn
 import torch.nn.functional as F

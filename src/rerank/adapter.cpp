@@ -6,6 +6,7 @@
 
 #include <fmt/ranges.h>
 
+#include "rerank/expert_mixture.h"
 #include "util/error.h"
 
 namespace rlrf {
@@ -51,9 +52,17 @@ at::Tensor HybridExpertAdapterImpl::forward_tower(int64_t tower, const at::Tenso
   };
   for (const auto& m : *shared) add(m);
   for (const auto& m : *specific[tower]->as<torch::nn::ModuleListImpl>()) add(m);
+  auto* gate_layer = gates[tower]->as<torch::nn::LinearImpl>();
+  if (expert_mixture_applies(x)) {  // fp32 CPU: the tower as one node (expert_mixture.h)
+    std::vector<at::Tensor> p;
+    for (const auto* list : {&w1, &b1, &w2, &b2}) p.insert(p.end(), list->begin(), list->end());
+    p.push_back(gate_layer->weight);
+    p.push_back(gate_layer->bias);
+    return expert_mixture(x, p);
+  }
   at::Tensor h = at::relu(at::matmul(x, at::stack(w1).transpose(1, 2)) + at::stack(b1).unsqueeze(1));  // [E, N, hidden]
   at::Tensor o = at::relu(at::matmul(h, at::stack(w2).transpose(1, 2)) + at::stack(b2).unsqueeze(1));  // [E, N, out]
-  at::Tensor gate = at::softmax(gates[tower]->as<torch::nn::LinearImpl>()->forward(x), -1);             // [N, E]
+  at::Tensor gate = at::softmax(gate_layer->forward(x), -1);  // [N, E]
   return (gate.t().unsqueeze(-1) * o).sum(0);                                                           // [N, out]
 }
 

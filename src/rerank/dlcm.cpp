@@ -32,8 +32,11 @@ at::Tensor DlcmImpl::forward(const at::Tensor& x) {
   }
   at::Tensor f = at::tanh(fc1->forward(bn1->forward(final_state)));  // [B, H]
   at::Tensor s = bn2->forward(seq.transpose(1, 2)).transpose(1, 2);  // [B, L, H]
-  at::Tensor z = fc2->forward(f.unsqueeze(1) * s);                   // [B, L, 2]
-  return z.select(-1, 0) - z.select(-1, 1);                          // [B, L]
+  // f * s flattened to rows: a linear layer on a 3-d input laid out as s (the transposed batch
+  // norm's output) runs as one small matmul per list, forward and backward.
+  const int64_t b = seq.size(0), l = seq.size(1);
+  at::Tensor z = fc2->forward((f.unsqueeze(1) * s).reshape({b * l, -1})).view({b, l, 2});  // [B, L, 2]
+  return z.select(-1, 0) - z.select(-1, 1);                                                // [B, L]
 }
 
 }  // namespace rlrf

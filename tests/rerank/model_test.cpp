@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <ATen/ATen.h>
+#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include <functional>
@@ -14,6 +15,7 @@
 #include <torch/nn/modules/rnn.h>
 
 #include "rerank/adapter.h"
+#include "rerank/expert_mixture.h"
 #include "rerank/gru.h"
 #include "rerank/model.h"
 #include "rerank/prm.h"
@@ -245,6 +247,79 @@ TEST(RerankModel, GruSequenceMatchesTorchGru) {
 
 // PRM's attention core (one autograd node, plain loops) against ATen's matmul and softmax in fp64:
 // outputs and the gradients of q, k and v, on several list lengths and head widths (odd ones too).
+// The adapter tower as one node (fp32 CPU) against the same adapter through ATen's ops in fp64:
+// outputs and the gradients of every parameter and of the input.
+TEST(RerankModel, ExpertMixtureMatchesATenInFp64) {
+  torch::manual_seed(11);
+  struct Case {
+    int64_t n, in, shared, specific, hidden, out, towers;
+  };
+  for (const Case& c : {Case{1, 5, 0, 1, 3, 2, 1}, Case{7, 9, 1, 2, 6, 4, 2}, Case{400, 100, 2, 5, 128, 32, 2},
+                        Case{64, 17, 2, 0, 33, 5, 2}}) {
+    AdapterOptions o;
+    o.in_dim = c.in;
+    o.towers = c.towers;
+    o.shared_experts = c.shared;
+    o.specific_experts = c.specific;
+    o.hidden = c.hidden;
+    o.out = c.out;
+    HybridExpertAdapter a32(o), a64(o);
+    {
+      torch::NoGradGuard ng;
+      auto src = a32->named_parameters();
+      for (auto& p : src)  // biases too, so some ReLUs are off
+        p.value().normal_(0, p.value().dim() == 2 ? 1.0 / std::sqrt(static_cast<double>(p.value().size(1))) : 0.5);
+      for (auto& p : a64->named_parameters()) p.value().copy_(src[p.key()]);
+    }
+    a64->to(at::kDouble);
+    const std::string shape = fmt::format("n {} in {} experts {}+{} hidden {} out {}", c.n, c.in, c.shared, c.specific,
+                                          c.hidden, c.out);
+    for (int64_t t = 0; t < c.towers; ++t) {
+      at::Tensor x = at::randn({c.n, c.in}), gy = at::randn({c.n, c.out});
+      at::Tensor x32 = x.clone().requires_grad_(true), x64 = x.to(at::kDouble).requires_grad_(true);
+      ASSERT_TRUE(expert_mixture_applies(x32));
+      ASSERT_FALSE(expert_mixture_applies(x64));  // the reference takes ATen's ops
+      at::Tensor got = a32->forward_tower(t, x32), want = a64->forward_tower(t, x64);
+      {  // the first expert's layer-1 ReLU is on for some units and off for others
+        auto* e0 = (c.shared > 0 ? a64->shared[0] : a64->specific[t]->as<torch::nn::ModuleListImpl>()->ptr(0))
+                       ->as<ExpertMlpImpl>();
+        at::Tensor pre = e0->fc1->forward(x64.detach());
+        EXPECT_GT((pre > 0).sum().item<int64_t>(), 0) << shape;
+        EXPECT_GT((pre < 0).sum().item<int64_t>(), 0) << shape;
+      }
+      got.backward(gy);
+      want.backward(gy.to(at::kDouble));
+      auto rel = [](const at::Tensor& g, const at::Tensor& w) {
+        return max_diff(g, w) / std::max(1.0, w.abs().max().item<double>());
+      };
+      EXPECT_LT(rel(got, want), 1e-5) << shape << " tower " << t;
+      EXPECT_LT(rel(x32.grad(), x64.grad()), 1e-5) << shape << " tower " << t << " grad of x";
+      auto want_p = a64->named_parameters();
+      for (auto& p : a32->named_parameters()) {
+        const at::Tensor& wg = want_p[p.key()].grad();
+        if (!wg.defined()) {
+          EXPECT_FALSE(p.value().grad().defined()) << p.key();
+          continue;
+        }
+        ASSERT_TRUE(p.value().grad().defined()) << shape << " " << p.key() << " got no gradient";
+        EXPECT_LT(rel(p.value().grad(), wg), 1e-5) << shape << " tower " << t << " grad of " << p.key();
+      }
+      a32->zero_grad();
+      a64->zero_grad();
+    }
+  }
+  at::Tensor x = at::randn({3, 4});
+  EXPECT_FALSE(expert_mixture_applies(x.to(at::kBFloat16)));
+  EXPECT_FALSE(expert_mixture_applies(at::randn({0, 4})));
+  {
+    AutocastScope bf16(at::kBFloat16, at::kCPU);
+    EXPECT_FALSE(expert_mixture_applies(x));
+  }
+  EXPECT_THROW(expert_mixture(x, {at::randn({2, 4}), at::randn({2}), at::randn({3, 2}), at::randn({3}), at::randn({1, 5}),
+                                  at::randn({1})}),
+               rlrf::Error);  // the gate's width is not the input's
+}
+
 TEST(RerankModel, PrmAttentionCoreMatchesATenInFp64) {
   torch::manual_seed(5);
   for (auto [n, l, d] : {std::tuple<int64_t, int64_t, int64_t>{3, 1, 5}, {4, 10, 48}, {2, 13, 7}, {128, 10, 16}}) {
