@@ -1,4 +1,4 @@
-// Scalar helpers of the plain-C++ CPU kernels (attention_softmax.cpp, cpu_attention.cpp): bf16
+// Scalar helpers of the plain-C++ CPU kernels (attention_softmax.cpp, cpu_attention.cpp, swiglu.cpp): bf16
 // conversions and an exponential that vectorises under `omp simd`.
 #pragma once
 #include <cstdint>

@@ -3,6 +3,7 @@
 
 #include "llm/attention_softmax.h"
 #include "llm/cpu_attention.h"
+#include "llm/swiglu.h"
 
 #include <ATen/ATen.h>
 #include <ATen/core/grad_mode.h>
@@ -263,9 +264,10 @@ bool LlamaMLPImpl::can_fuse() const {
          views_of(gate_up_bias_, {gate_proj->bias, up_proj->bias});
 }
 
-at::Tensor LlamaMLPImpl::forward(const at::Tensor& x) {
+at::Tensor LlamaMLPImpl::forward(const at::Tensor& x, bool one_pass) {
   if (can_fuse()) {
     at::Tensor y = at::linear(x, gate_up_weight_, gate_up_bias_);  // [B, T, 2 I]
+    if (one_pass && swiglu_applies(y)) return down_proj(swiglu(y, intermediate_));
     return down_proj(at::silu(y.narrow(-1, 0, intermediate_)) * y.narrow(-1, intermediate_, intermediate_));
   }
   return down_proj(at::silu(gate_proj(x)) * up_proj(x));
@@ -280,7 +282,7 @@ LlamaDecoderLayerImpl::LlamaDecoderLayerImpl(const ModelConfig& c, const at::Ten
 
 at::Tensor LlamaDecoderLayerImpl::forward(const at::Tensor& x, const ForwardContext& ctx, int64_t layer) {
   at::Tensor h = x + self_attn(input_layernorm(x), ctx, layer);
-  return h + mlp(post_attention_layernorm(h));
+  return h + mlp->forward(post_attention_layernorm(h), ctx.one_pass_swiglu);
 }
 
 LlamaModelImpl::LlamaModelImpl(const ModelConfig& c, const at::TensorOptions& o) {
@@ -357,6 +359,7 @@ ForwardContext LlamaForCausalLMImpl::make_context(const at::Tensor& positions_in
     ctx.attention_rows = std::max<int64_t>(1, attention_chunk_bytes_ / row_bytes);
   }
   ctx.one_pass_softmax = one_pass_softmax_;
+  ctx.one_pass_swiglu = one_pass_swiglu_;
   ctx.fused_attention = fused_attention_;
   ctx.causal = !attend.defined();
   at::Tensor positions;

@@ -63,6 +63,9 @@ struct ForwardContext {
   // Inference on the CPU without gradients, fp32 or bf16, keys and values in the cache: scores,
   // mask, softmax and weighted values in one pass (cpu_attention.h); false: ATen's operators.
   bool fused_attention = true;
+  // Inference on the CPU without gradients, fp32 or bf16: the MLP's silu(gate) * up in one pass
+  // (swiglu.h); false: ATen's operators.
+  bool one_pass_swiglu = true;
   // The mask is causal by slot (query t sees slots up to past + t), so work past them may be skipped.
   bool causal = true;
 };
@@ -104,7 +107,9 @@ TORCH_MODULE(LlamaAttention);
 class LlamaMLPImpl : public torch::nn::Module {
  public:
   LlamaMLPImpl(const ModelConfig& c, const at::TensorOptions& options);
-  at::Tensor forward(const at::Tensor& x);  // [B, T, hidden] -> down(silu(gate(x)) * up(x))
+  // [B, T, hidden] -> down(silu(gate(x)) * up(x)); one_pass: silu(gate) * up through swiglu.h where
+  // it applies (CPU inference, fp32 or bf16).
+  at::Tensor forward(const at::Tensor& x, bool one_pass = true);
   Linear gate_proj{nullptr}, up_proj{nullptr}, down_proj{nullptr};
 
  private:
@@ -171,6 +176,9 @@ class LlamaForCausalLMImpl : public torch::nn::Module {
   // one pass (default), or through ATen's operators (Llama.FusedAttentionEqualsATensOperators
   // compares the two).
   void set_fused_attention(bool on) { fused_attention_ = on; }
+  // CPU inference without gradients in fp32 or bf16: the MLP's silu(gate) * up in one pass
+  // (default), or through ATen's operators (Llama.OnePassSwigluEqualsATensOperators compares them).
+  void set_one_pass_swiglu(bool on) { one_pass_swiglu_ = on; }
 
   const ModelConfig& config() const { return config_; }
   const ModelOptions& options() const { return options_; }
@@ -191,6 +199,7 @@ class LlamaForCausalLMImpl : public torch::nn::Module {
   int64_t attention_chunk_bytes_ = kDefaultAttentionChunkBytes;
   bool one_pass_softmax_ = true;
   bool fused_attention_ = true;
+  bool one_pass_swiglu_ = true;
   at::Tensor inv_freq_;  // [head_dim / 2] fp32, on the model's device
   at::Tensor rope_cos_;  // [n, head_dim] compute dtype: cos of positions 0..n-1 (grown on demand)
   at::Tensor rope_sin_;  // [n, head_dim] sin with the first half negated

@@ -267,6 +267,42 @@ TEST(Llama, FusedAttentionEqualsATensOperators) {
   }
 }
 
+TEST(Llama, OnePassSwigluEqualsATensOperators) {
+  // CPU inference takes the MLP's silu(gate) * up in one pass. A left-padded prefill and decoding
+  // steps must give ATen's logits in fp32 to summation-order noise; in bf16, where ATen rounds
+  // silu's output before the product and the kernel does not, both are compared with the fp32
+  // model's logits and the kernel must be at least as close.
+  RLRF_REQUIRE_TINYSTORIES();
+  at::Tensor fp32_logits;
+  for (at::ScalarType dt : {at::kFloat, at::kBFloat16}) {
+    LlamaForCausalLM model = load(tinystories_dir(), dt);
+    at::manual_seed(9);
+    const PaddedDecode batch(model->config().vocab_size, /*rows=*/3, /*prompt_len=*/24, /*n_steps=*/8, /*pad=*/7);
+    const at::Tensor real =
+        at::cat({batch.valid.narrow(1, 0, batch.P), at::ones({batch.B, batch.steps}, at::kBool)}, 1).unsqueeze(-1);
+    auto run = [&](bool one_pass) {
+      model->set_one_pass_swiglu(one_pass);
+      return batch.decode(model, /*with_prefill=*/true).masked_fill(real.logical_not(), 0.0);
+    };
+    const at::Tensor aten = run(false), one_pass = run(true);
+    model->set_one_pass_swiglu(true);
+    const double d = max_abs_diff(one_pass, aten), top = aten.abs().max().item<double>();
+    EXPECT_GT(top, 1.0);
+    std::printf("  %s: max |dlogit| %.3g against ATen (logits up to %.1f)\n", c10::toString(dt), d, top);
+    if (dt == at::kFloat) {
+      EXPECT_LT(d, 1e-4) << "fp32: max |dlogit| " << d;
+      fp32_logits = aten;
+      continue;
+    }
+    const double n = real.sum().item<double>() * static_cast<double>(model->config().vocab_size);
+    const double err_one = (one_pass - fp32_logits).abs().sum().item<double>() / n;
+    const double err_aten = (aten - fp32_logits).abs().sum().item<double>() / n;
+    EXPECT_LT(d, 1.0) << "bf16: max |dlogit| " << d;
+    EXPECT_LE(err_one, err_aten * 1.05) << "bf16 mean |dlogit| from fp32: one pass " << err_one << ", ATen " << err_aten;
+    std::printf("  bf16 mean |dlogit| from the fp32 model: one pass %.4f, ATen %.4f\n", err_one, err_aten);
+  }
+}
+
 TEST(Llama, PrefillAttentionInRowGroupsEqualsAllRowsAtOnce) {
   // A bf16 CPU prefill without gradients computes attention a few batch rows at a time
   // (set_attention_chunk_bytes); left-padded prompts of different lengths, a cache as generation
