@@ -4,6 +4,7 @@
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
+#include <functional>
 #include <set>
 #include <torch/csrc/autograd/grad_mode.h>
 
@@ -231,61 +232,27 @@ TEST(Llama, OnePassSoftmaxEqualsATensOperators) {
   std::printf("  max |dlogit| %.3g (logits up to %.1f)\n", d, aten.masked_select(m).abs().max().item<double>());
 }
 
-TEST(Llama, FusedAttentionEqualsATensOperators) {
-  // CPU inference takes attention in one pass (cpu_attention.h), prefill and decoding steps
-  // alike. A left-padded prefill and eight decoding steps must give ATen's logits at every real
-  // position (pad positions attend to nothing and are never read) in fp32 to summation-order
-  // noise. In bf16, ATen rounds the scores and probabilities to bf16 and the kernel does not: both
-  // are compared with the fp32 model's logits, and the kernel must be at least as close to them.
-  RLRF_REQUIRE_TINYSTORIES();
+namespace {
+
+// A one-pass CPU inference path against ATen's operators, switched by `set(model, on)`: a
+// left-padded prefill and eight decoding steps must give ATen's logits at every real position (pad
+// positions are never read) in fp32 to summation-order noise. In bf16 ATen rounds intermediates to
+// bf16 where the one pass does not: both are compared with the fp32 model's logits, and the one pass
+// must be at least as close to them.
+void expect_one_pass_equals_aten(const std::function<void(LlamaForCausalLM&, bool)>& set, uint64_t seed) {
   at::Tensor fp32_logits;
   for (at::ScalarType dt : {at::kFloat, at::kBFloat16}) {
     LlamaForCausalLM model = load(tinystories_dir(), dt);
-    at::manual_seed(5);
+    at::manual_seed(seed);
     const PaddedDecode batch(model->config().vocab_size, /*rows=*/3, /*prompt_len=*/24, /*n_steps=*/8, /*pad=*/7);
     const at::Tensor real =  // [B, P + steps, 1]: the prompt's real positions and every step
         at::cat({batch.valid.narrow(1, 0, batch.P), at::ones({batch.B, batch.steps}, at::kBool)}, 1).unsqueeze(-1);
-    auto run = [&](bool fused) {
-      model->set_fused_attention(fused);
+    auto run = [&](bool one_pass) {
+      set(model, one_pass);
       return batch.decode(model, /*with_prefill=*/true).masked_fill(real.logical_not(), 0.0);  // [B, P + steps, V]
     };
-    const at::Tensor aten = run(false), fused = run(true);
-    model->set_fused_attention(true);
-    const double d = max_abs_diff(fused, aten), top = aten.abs().max().item<double>();
-    EXPECT_GT(top, 1.0);
-    std::printf("  %s: max |dlogit| %.3g against ATen (logits up to %.1f)\n", c10::toString(dt), d, top);
-    if (dt == at::kFloat) {
-      EXPECT_LT(d, 1e-4) << "fp32: max |dlogit| " << d;
-      fp32_logits = aten;
-      continue;
-    }
-    const double err_fused = (fused - fp32_logits).abs().sum().item<double>() / (real.sum().item<double>() * static_cast<double>(model->config().vocab_size));
-    const double err_aten = (aten - fp32_logits).abs().sum().item<double>() / (real.sum().item<double>() * static_cast<double>(model->config().vocab_size));
-    EXPECT_LT(d, 1.0) << "bf16: max |dlogit| " << d;
-    EXPECT_LE(err_fused, err_aten * 1.05) << "bf16 mean |dlogit| from fp32: kernel " << err_fused << ", ATen " << err_aten;
-    std::printf("  bf16 mean |dlogit| from the fp32 model: kernel %.4f, ATen %.4f\n", err_fused, err_aten);
-  }
-}
-
-TEST(Llama, OnePassSwigluEqualsATensOperators) {
-  // CPU inference takes the MLP's silu(gate) * up in one pass. A left-padded prefill and decoding
-  // steps must give ATen's logits in fp32 to summation-order noise; in bf16, where ATen rounds
-  // silu's output before the product and the kernel does not, both are compared with the fp32
-  // model's logits and the kernel must be at least as close.
-  RLRF_REQUIRE_TINYSTORIES();
-  at::Tensor fp32_logits;
-  for (at::ScalarType dt : {at::kFloat, at::kBFloat16}) {
-    LlamaForCausalLM model = load(tinystories_dir(), dt);
-    at::manual_seed(9);
-    const PaddedDecode batch(model->config().vocab_size, /*rows=*/3, /*prompt_len=*/24, /*n_steps=*/8, /*pad=*/7);
-    const at::Tensor real =
-        at::cat({batch.valid.narrow(1, 0, batch.P), at::ones({batch.B, batch.steps}, at::kBool)}, 1).unsqueeze(-1);
-    auto run = [&](bool one_pass) {
-      model->set_one_pass_swiglu(one_pass);
-      return batch.decode(model, /*with_prefill=*/true).masked_fill(real.logical_not(), 0.0);
-    };
     const at::Tensor aten = run(false), one_pass = run(true);
-    model->set_one_pass_swiglu(true);
+    set(model, true);
     const double d = max_abs_diff(one_pass, aten), top = aten.abs().max().item<double>();
     EXPECT_GT(top, 1.0);
     std::printf("  %s: max |dlogit| %.3g against ATen (logits up to %.1f)\n", c10::toString(dt), d, top);
@@ -301,6 +268,22 @@ TEST(Llama, OnePassSwigluEqualsATensOperators) {
     EXPECT_LE(err_one, err_aten * 1.05) << "bf16 mean |dlogit| from fp32: one pass " << err_one << ", ATen " << err_aten;
     std::printf("  bf16 mean |dlogit| from the fp32 model: one pass %.4f, ATen %.4f\n", err_one, err_aten);
   }
+}
+
+}  // namespace
+
+TEST(Llama, FusedAttentionEqualsATensOperators) {
+  // CPU inference takes attention in one pass (cpu_attention.h), prefill and decoding steps alike;
+  // in bf16 ATen rounds the scores and probabilities to bf16 and the kernel does not.
+  RLRF_REQUIRE_TINYSTORIES();
+  expect_one_pass_equals_aten([](LlamaForCausalLM& m, bool on) { m->set_fused_attention(on); }, 5);
+}
+
+TEST(Llama, OnePassSwigluEqualsATensOperators) {
+  // CPU inference takes the MLP's silu(gate) * up in one pass (swiglu.h); in bf16 ATen rounds
+  // silu's output before the product and the kernel does not.
+  RLRF_REQUIRE_TINYSTORIES();
+  expect_one_pass_equals_aten([](LlamaForCausalLM& m, bool on) { m->set_one_pass_swiglu(on); }, 9);
 }
 
 TEST(Llama, PrefillAttentionInRowGroupsEqualsAllRowsAtOnce) {
