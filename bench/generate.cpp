@@ -38,6 +38,7 @@
 #include <string>
 #include <vector>
 
+#include "matmul_rate.h"
 #include "profile.h"
 
 #include "llm/checkpoint.h"
@@ -100,12 +101,6 @@ double matmul_gflops(const ModelConfig& c, int64_t m, at::ScalarType dtype) {
   return flops / secs / 1e9;
 }
 
-double square_matmul_gflops(int64_t n, at::ScalarType dtype) {
-  c10::InferenceMode guard;
-  at::Tensor a = at::randn({n, n}).to(dtype), b = at::randn({n, n}).to(dtype);
-  return 2.0 * n * n * n / best_time([&] { at::matmul(a, b); }, 10, 0.05) / 1e9;
-}
-
 std::vector<int64_t> parse_list(const std::string& s) {
   std::vector<int64_t> out;
   for (auto p : rlrf::split(s, ",")) out.push_back(*rlrf::parse_int(rlrf::trim(p)));
@@ -160,7 +155,7 @@ int main(int argc, char** argv) {
               prefill_flops / 1e6);
   for (std::string_view dname : rlrf::split(dtypes, ",")) {
     const at::ScalarType dtype = parse_dtype(std::string(dname));
-    std::printf("%s: square 1024 matmul %.1f GFLOP/s\n", std::string(dname).c_str(), square_matmul_gflops(1024, dtype));
+    std::printf("%s: square 1024 matmul %.1f GFLOP/s\n", std::string(dname).c_str(), rlrf::square_matmul_gflops(1024, dtype));
   }
   std::printf("\n%-5s %6s %9s %12s %12s %10s\n", "dtype", "batch", "prompts", "tokens/s", "GFLOP/s", "of bound");
   for (std::string_view dname : rlrf::split(dtypes, ",")) {

@@ -38,6 +38,7 @@
 
 #include "align/dpo.h"
 #include "align/sft.h"
+#include "matmul_rate.h"
 #include "peer.h"
 #include "llm/lora.h"
 #include "runtime/runtime.h"
@@ -90,19 +91,6 @@ int64_t matmul_parameters(const llm::ModelConfig& c) {
 // FLOPs of one forward over a row of T tokens (causal attention: T(T+1)/2 keys attended).
 double forward_flops(const llm::ModelConfig& c, double T) {
   return 2.0 * matmul_parameters(c) * T + 4.0 * c.num_hidden_layers * c.q_dim() * T * (T + 1) / 2;
-}
-
-double square_matmul_gflops(int64_t n, at::ScalarType dtype) {
-  c10::InferenceMode guard;
-  at::Tensor a = at::randn({n, n}).to(dtype), b = at::randn({n, n}).to(dtype);
-  for (int i = 0; i < 3; ++i) at::matmul(a, b);
-  double best = 1e30;
-  for (int t = 0; t < 8; ++t) {
-    auto t0 = Clock::now();
-    at::matmul(a, b);
-    best = std::min(best, seconds_since(t0));
-  }
-  return 2.0 * n * n * n / best / 1e9;
 }
 
 struct Run {

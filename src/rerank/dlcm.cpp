@@ -6,7 +6,9 @@
 
 #include <fmt/ranges.h>
 
+#include "rerank/batch_norm_rows.h"
 #include "rerank/gru.h"
+#include "rerank/slot_input.h"
 #include "util/error.h"
 
 namespace rlrf {
@@ -21,22 +23,37 @@ DlcmImpl::DlcmImpl(int64_t in_dim, int64_t hidden) {
 
 at::Tensor DlcmImpl::forward(const at::Tensor& x) {
   RLRF_CHECK(x.dim() == 3, "dlcm: input expected [B, L, D], got {}", x.sizes());
+  SlotInput in;
+  in.lists = x.size(0);
+  in.length = x.size(1);
+  in.width = x.size(2);
+  in.pieces.push_back({x.reshape({in.slots(), in.width}), {}, 0});
+  return forward(in);
+}
+
+at::Tensor DlcmImpl::forward(const SlotInput& in) {
+  const int64_t b = in.lists, l = in.length;
+  RLRF_CHECK(b > 0 && l > 0 && !in.pieces.empty(), "dlcm: empty input ({} lists of {})", b, l);
   at::Tensor seq, final_state;  // [B, L, H], [B, H]
   const std::vector<at::Tensor> w = gru->all_weights();  // w_ih, w_hh, b_ih, b_hh
-  if (w.size() == 4 && gru_sequence_applies(x, w[0])) {
-    std::tie(seq, final_state) = gru_sequence(x, w[0], w[1], w[2], w[3]);
+  const at::Tensor& first = in.pieces.front().table;
+  if (w.size() == 4 && gru_recurrence_applies(first, w[0])) {
+    // The input projections from the input's pieces (slot_input.h), then the recurrence.
+    const at::Tensor gi = project_slots(in, w[0], w[2]).view({b, l, -1});
+    std::tie(seq, final_state) = gru_recurrence(gi, w[1], w[3]);
   } else {
-    auto [s, last] = gru->forward(x);  // last [1, B, H]
+    auto [s, last] = gru->forward(materialize_slots(in));  // last [1, B, H]
     seq = s;
     final_state = last.squeeze(0);
   }
-  at::Tensor f = at::tanh(fc1->forward(bn1->forward(final_state)));  // [B, H]
-  at::Tensor s = bn2->forward(seq.transpose(1, 2)).transpose(1, 2);  // [B, L, H]
-  // f * s flattened to rows: a linear layer on a 3-d input laid out as s (the transposed batch
-  // norm's output) runs as one small matmul per list, forward and backward.
-  const int64_t b = seq.size(0), l = seq.size(1);
-  at::Tensor z = fc2->forward((f.unsqueeze(1) * s).reshape({b * l, -1})).view({b, l, 2});  // [B, L, 2]
-  return z.select(-1, 0) - z.select(-1, 1);                                                // [B, L]
+  const int64_t h = seq.size(2);
+  at::Tensor f = at::tanh(fc1->forward(batch_norm_rows(*bn1, final_state)));  // [B, H]
+  // bn2 normalises each hidden unit over every item of every list: the item states as rows.
+  at::Tensor s = batch_norm_rows(*bn2, seq.reshape({b * l, h})).view({b, l, h});  // [B, L, H]
+  // The logit z0 - z1 of fc2's two outputs is one output with the rows' difference as its weights.
+  const at::Tensor w_diff = fc2->weight.narrow(0, 0, 1) - fc2->weight.narrow(0, 1, 1);  // [1, H]
+  const at::Tensor b_diff = fc2->bias.narrow(0, 0, 1) - fc2->bias.narrow(0, 1, 1);
+  return at::linear((f.unsqueeze(1) * s).reshape({b * l, h}), w_diff, b_diff).view({b, l});  // [B, L]
 }
 
 }  // namespace rlrf

@@ -12,6 +12,8 @@
 #include <torch/nn/modules/rnn.h>
 #include <torch/nn/pimpl.h>
 
+#include "rerank/slot_input.h"
+
 namespace rlrf {
 
 // Parameters: gru.{weight,bias}_{ih,hh}_l0, bn1.*, fc1.*, bn2.*, fc2.* (the names of KAR's module).
@@ -19,6 +21,9 @@ class DlcmImpl : public torch::nn::Module {
  public:
   DlcmImpl(int64_t in_dim, int64_t hidden);
   at::Tensor forward(const at::Tensor& x);  // x [B, L, in_dim] -> logits [B, L]
+  // The same from the input's pieces: on fp32 CPU tensors the GRU's input projections are computed
+  // piece by piece (slot_input.h); elsewhere the input is built and read by torch::nn::GRU.
+  at::Tensor forward(const SlotInput& in);
 
   torch::nn::GRU gru{nullptr};
   torch::nn::BatchNorm1d bn1{nullptr}, bn2{nullptr};

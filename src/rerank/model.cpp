@@ -8,6 +8,7 @@
 
 #include <fmt/ranges.h>
 
+#include "rerank/slot_input.h"
 #include "util/error.h"
 
 namespace rlrf {
@@ -64,24 +65,61 @@ at::Tensor RerankerModelImpl::adapt_items(const at::Tensor& v) {
 
 at::Tensor RerankerModelImpl::forward(const at::Tensor& items, const at::Tensor& attrs, const at::Tensor& user_feat,
                                       const at::Tensor& item_feat) {
+  return forward(items, attrs, KnowledgeRows{user_feat, {}}, KnowledgeRows{item_feat, {}});
+}
+
+at::Tensor RerankerModelImpl::forward(const at::Tensor& items, const at::Tensor& attrs, const KnowledgeRows& users,
+                                      const KnowledgeRows& item_knowledge) {
+  RLRF_CHECK(items.dim() == 2, "reranker: items expected [B, L], got {}", items.sizes());
   const int64_t b = items.size(0), l = items.size(1), n_attr = static_cast<int64_t>(attr_embeddings->size());
+  const int64_t e = shape_.embed_dim, k = shape_.expert_out;
   RLRF_CHECK(attrs.dim() == 3 && attrs.size(0) == b && attrs.size(1) == l && attrs.size(2) == n_attr,
              "reranker: attrs expected [{}, {}, {}], got {}", b, l, n_attr, attrs.sizes());
-  std::vector<at::Tensor> parts{item_embedding->forward(items)};  // [B, L, E]
-  for (int64_t a = 0; a < n_attr; ++a)
-    parts.push_back(attr_embeddings[a]->as<torch::nn::EmbeddingImpl>()->forward(attrs.select(2, a)));
+  // Slot s = list * L + position reads concat(item embedding, attribute embeddings, user feature,
+  // item feature): slot_input.h.
+  SlotInput in;
+  in.lists = b;
+  in.length = l;
+  in.width = shape_.input_dim();
+  int64_t column = 0;
+  in.pieces.push_back({item_embedding->weight, items.reshape({-1}), column});
+  column += e;
+  for (int64_t a = 0; a < n_attr; ++a) {
+    in.pieces.push_back({attr_embeddings[a]->as<torch::nn::EmbeddingImpl>()->weight, attrs.select(2, a).reshape({-1}), column});
+    column += e;
+  }
   if (shape_.user_dim > 0) {
-    RLRF_CHECK(user_feat.defined() && user_feat.dim() == 2 && user_feat.size(0) == b,
-               "reranker: user features expected [{}, {}]", b, shape_.expert_out);
-    parts.push_back(user_feat.unsqueeze(1).expand({b, l, user_feat.size(1)}));  // [B, L, 32]
+    const at::Tensor& f = users.features;
+    RLRF_CHECK(f.defined() && f.dim() == 2 && f.size(1) == k, "reranker: user features expected [n, {}], got {}", k,
+               f.defined() ? f.sizes() : at::IntArrayRef{});
+    at::Tensor per_list = users.index;
+    if (per_list.defined()) {
+      RLRF_CHECK(per_list.dim() == 1 && per_list.size(0) == b, "reranker: user index expected [{}], got {}", b,
+                 per_list.sizes());
+    } else {
+      RLRF_CHECK(f.size(0) == b, "reranker: user features expected [{}, {}], got {}", b, k, f.sizes());
+      per_list = at::arange(b, items.options().dtype(at::kLong));
+    }
+    in.pieces.push_back({f, per_list.repeat_interleave(l), column});
+    column += k;
   }
   if (shape_.item_dim > 0) {
-    RLRF_CHECK(item_feat.defined() && item_feat.dim() == 3 && item_feat.size(0) == b && item_feat.size(1) == l,
-               "reranker: item features expected [{}, {}, {}]", b, l, shape_.expert_out);
-    parts.push_back(item_feat);  // [B, L, 32]
+    const at::Tensor& f = item_knowledge.features;
+    if (item_knowledge.index.defined()) {
+      RLRF_CHECK(f.defined() && f.dim() == 2 && f.size(1) == k, "reranker: item features expected [n, {}], got {}", k,
+                 f.defined() ? f.sizes() : at::IntArrayRef{});
+      RLRF_CHECK(item_knowledge.index.sizes() == items.sizes(), "reranker: item feature index expected [{}, {}], got {}",
+                 b, l, item_knowledge.index.sizes());
+      in.pieces.push_back({f, item_knowledge.index.reshape({-1}), column});
+    } else {
+      RLRF_CHECK(f.defined() && f.dim() == 3 && f.size(0) == b && f.size(1) == l && f.size(2) == k,
+                 "reranker: item features expected [{}, {}, {}], got {}", b, l, k,
+                 f.defined() ? f.sizes() : at::IntArrayRef{});
+      in.pieces.push_back({f.reshape({b * l, k}), {}, column});
+    }
+    column += k;
   }
-  at::Tensor x = at::cat(parts, -1);  // [B, L, input_dim]
-  return dlcm ? dlcm->forward(x) : prm->forward(x);
+  return dlcm ? dlcm->forward(in) : prm->forward(in);
 }
 
 void RerankerModelImpl::set_standardization(const at::Tensor& um, const at::Tensor& us, const at::Tensor& im,

@@ -37,6 +37,15 @@ struct RerankerShape {
   int64_t input_dim() const;  // per-item input size of the scorer
 };
 
+// Adapted knowledge features and which row each list (users) or slot (items) reads: a batch's
+// distinct users or items go through the adapter once and are gathered here. index undefined:
+// `features` is already one row per list [B, expert_out] (users) or per slot [B, L, expert_out]
+// (items).
+struct KnowledgeRows {
+  at::Tensor features;  // [n, expert_out]
+  at::Tensor index;     // users [B], items [B, L] int64 rows of features; or undefined
+};
+
 // Parameters: item_embedding.weight, attr_embeddings.{a}.weight, adapter.* (when knowledge is on),
 // scorer.* (DlcmImpl or PrmImpl). Buffers: user_mean, user_inv_std (with user knowledge), item_mean,
 // item_inv_std (with item knowledge).
@@ -53,6 +62,10 @@ class RerankerModelImpl : public torch::nn::Module {
   // or undefined) -> logits [B, L].
   at::Tensor forward(const at::Tensor& items, const at::Tensor& attrs, const at::Tensor& user_feat,
                      const at::Tensor& item_feat);
+  // The same with the features as tables and indices (the scorer projects a table with fewer rows
+  // than the batch has slots once, then gathers: slot_input.h).
+  at::Tensor forward(const at::Tensor& items, const at::Tensor& attrs, const KnowledgeRows& users,
+                     const KnowledgeRows& item_knowledge);
   // Xavier-normal for Linear weights, embeddings and the attention in-projection; zero biases
   // (KAR's weight_init). The GRU keeps PyTorch's default uniform init, batch-norm starts at 1/0.
   void init_weights();

@@ -9,6 +9,7 @@
 #include <fmt/ranges.h>
 
 #include "rerank/prm_attention.h"
+#include "rerank/slot_input.h"
 #include "util/error.h"
 
 namespace rlrf {
@@ -32,9 +33,13 @@ SelfAttentionImpl::SelfAttentionImpl(int64_t dim, int64_t heads) : dim_(dim), he
   out_proj = register_module("out_proj", torch::nn::Linear(dim, dim));
 }
 
-at::Tensor SelfAttentionImpl::forward(const at::Tensor& x) {
-  const int64_t b = x.size(0), l = x.size(1), hd = dim_ / heads_;
-  auto qkv = at::linear(x, in_proj_weight, in_proj_bias).chunk(3, -1);  // 3 x [B, L, D]
+at::Tensor SelfAttentionImpl::forward(const at::Tensor& x) { return attend(at::linear(x, in_proj_weight, in_proj_bias)); }
+
+at::Tensor SelfAttentionImpl::attend(const at::Tensor& qkv_rows) {
+  const int64_t b = qkv_rows.size(0), l = qkv_rows.size(1), hd = dim_ / heads_;
+  RLRF_CHECK(qkv_rows.dim() == 3 && qkv_rows.size(2) == 3 * dim_, "prm: attention projections expected [B, L, {}], got {}",
+             3 * dim_, qkv_rows.sizes());
+  auto qkv = qkv_rows.chunk(3, -1);  // 3 x [B, L, D]
   auto heads = [&](const at::Tensor& t) { return t.reshape({b, l, heads_, hd}).transpose(1, 2); };  // [B, h, L, hd]
   at::Tensor q = heads(qkv[0]) / std::sqrt(static_cast<double>(hd));
   at::Tensor k = heads(qkv[1]), v = heads(qkv[2]);
@@ -63,13 +68,36 @@ PrmImpl::PrmImpl(int64_t in_dim, int64_t heads, const std::vector<int64_t>& mlp_
 
 at::Tensor PrmImpl::forward(const at::Tensor& x) {
   RLRF_CHECK(x.dim() == 3 && x.size(2) == in_dim_, "prm: input expected [B, L, {}], got {}", in_dim_, x.sizes());
-  const int64_t l = x.size(1);
+  SlotInput in;
+  in.lists = x.size(0);
+  in.length = x.size(1);
+  in.width = in_dim_;
+  in.pieces.push_back({x.reshape({in.slots(), in_dim_}), {}, 0});
+  return forward(in);
+}
+
+at::Tensor PrmImpl::forward(const SlotInput& input) {
+  RLRF_CHECK(input.width == in_dim_ && input.lists > 0 && input.length > 0 && !input.pieces.empty(),
+             "prm: input of {} lists of {} rows of {} for rows of {}", input.lists, input.length, input.width, in_dim_);
+  const int64_t b = input.lists, l = input.length, d = in_dim_;
   if (positions_.size(0) < l) positions_ = prm_position_table(l, in_dim_);
-  at::Tensor pos = positions_.narrow(0, 0, l).to(x.device(), x.scalar_type());
-  at::Tensor h = x + pos;                                 // [B, L, D]
-  at::Tensor z = at::cat({attn->forward(h), h}, -1);      // [B, L, 2D]
-  for (const auto& m : *mlp) z = at::relu(m->as<torch::nn::LinearImpl>()->forward(z));  // [B, L, 80]
-  return fc_out->forward(z).squeeze(-1);                  // [B, L]
+  const at::Tensor& like = input.pieces.front().table;
+  // h = x + positions: the positions are one more piece, over the whole row, of L table rows.
+  SlotInput h = input;
+  const at::Tensor position_of_slot = at::arange(l, like.options().dtype(at::kLong)).repeat({b});
+  h.pieces.push_back({positions_.narrow(0, 0, l).to(like.device(), like.scalar_type()), position_of_slot, 0});
+  // The attention's in-projection and the first MLP layer's columns on h read the same rows: one
+  // projection of h's pieces with the two weights stacked. The MLP reads concat(attention, h).
+  auto* first = mlp->size() > 0 ? mlp[0]->as<torch::nn::LinearImpl>() : fc_out.get();
+  const int64_t width1 = first->weight.size(0);
+  const at::Tensor proj =
+      project_slots(h, {{attn->in_proj_weight, attn->in_proj_bias, 0}, {first->weight, first->bias, d}});  // [B L, 3D + H1]
+  const at::Tensor a = attn->attend(proj.narrow(1, 0, 3 * d).view({b, l, 3 * d}));         // [B, L, D]
+  at::Tensor z = at::matmul(a.reshape({b * l, d}), first->weight.narrow(1, 0, d).t()).add_(proj.narrow(1, 3 * d, width1));
+  if (mlp->size() == 0) return z.view({b, l});
+  z = at::relu(z);
+  for (size_t i = 1; i < mlp->size(); ++i) z = at::relu(mlp[i]->as<torch::nn::LinearImpl>()->forward(z));  // [B L, 80]
+  return fc_out->forward(z).view({b, l});                                                                  // [B, L]
 }
 
 }  // namespace rlrf

@@ -13,6 +13,8 @@
 
 #include <vector>
 
+#include "rerank/slot_input.h"
+
 namespace rlrf {
 
 // KAR's position table [len, dim] (float32, CPU).
@@ -24,6 +26,8 @@ class SelfAttentionImpl : public torch::nn::Module {
  public:
   SelfAttentionImpl(int64_t dim, int64_t heads);
   at::Tensor forward(const at::Tensor& x);  // [B, L, D] -> [B, L, D]
+  // From the in-projections [B, L, 3D] (q, k, v: x in_proj_weight^T + in_proj_bias) -> [B, L, D].
+  at::Tensor attend(const at::Tensor& qkv);
 
   at::Tensor in_proj_weight, in_proj_bias;
   torch::nn::Linear out_proj{nullptr};
@@ -38,6 +42,9 @@ class PrmImpl : public torch::nn::Module {
  public:
   PrmImpl(int64_t in_dim, int64_t heads, const std::vector<int64_t>& mlp);
   at::Tensor forward(const at::Tensor& x);  // x [B, L, in_dim] -> logits [B, L]
+  // The same from the input's pieces (slot_input.h): the positions are one more piece, and the
+  // attention's in-projection and the first MLP layer's input half are computed piece by piece.
+  at::Tensor forward(const SlotInput& in);
 
   SelfAttention attn{nullptr};
   torch::nn::ModuleList mlp{nullptr};

@@ -129,10 +129,9 @@ std::vector<std::vector<float>> score_core(const Reranker& r, const PreparedData
     for (size_t i = 0; i < ps.size(); ++i) ls[i] = lists[ps[i]];
     Batch b = make_batch(data, ls);
     at::Tensor items = b.items.to(dev);
-    at::Tensor uf, itf;
-    if (r.shape.user_dim > 0) uf = user_feat.index_select(0, at::tensor(ps, at::kLong).to(dev));
-    if (r.shape.item_dim > 0)
-      itf = item_feat_all.index_select(0, items.flatten()).view({items.size(0), items.size(1), -1});
+    KnowledgeRows uf, itf;  // every item's features, read by item id (slot_input.h projects them once)
+    if (r.shape.user_dim > 0) uf = {user_feat, at::tensor(ps, at::kLong).to(dev)};
+    if (r.shape.item_dim > 0) itf = {item_feat_all, items};
     at::Tensor scores;
     {
       AutocastScope mixed(pass_compute(r.dtype), dev);
@@ -285,12 +284,13 @@ class TrainingPasses {
     RerankerModel m = r_.model;
     Batch b = make_batch(data_, ls);
     at::Tensor items = b.items.to(dev_);
-    at::Tensor uf, itf;
+    KnowledgeRows uf, itf;
     // Each distinct user and item of the batch goes through the adapter once (a list's user is on
-    // all its lists, popular items on many): the same values and gradients as one row per slot.
+    // all its lists, popular items on many), and the scorer reads them by index: the same values
+    // and gradients as one row per slot.
     auto adapt_distinct = [](const at::Tensor& ids, const at::Tensor& vectors, auto&& adapt) {
       auto [distinct, inverse, counts] = at::_unique2(ids, /*sorted=*/false, /*return_inverse=*/true, false);
-      return adapt(vectors.index_select(0, distinct)).index_select(0, inverse.flatten());
+      return KnowledgeRows{adapt(vectors.index_select(0, distinct)), inverse.reshape(ids.sizes())};
     };
     at::Tensor logits;
     {
@@ -298,8 +298,7 @@ class TrainingPasses {
       if (r_.shape.user_dim > 0)
         uf = adapt_distinct(b.users.to(dev_), user_vec_, [&](const at::Tensor& x) { return m->adapt_users(x); });
       if (r_.shape.item_dim > 0)
-        itf = adapt_distinct(items.flatten(), item_vec_, [&](const at::Tensor& x) { return m->adapt_items(x); })
-                  .view({items.size(0), items.size(1), -1});
+        itf = adapt_distinct(items, item_vec_, [&](const at::Tensor& x) { return m->adapt_items(x); });
       logits = m->forward(items, b.attrs.to(dev_), uf, itf).to(at::kFloat);
     }
     return at::binary_cross_entropy_with_logits(logits, b.labels.to(dev_));

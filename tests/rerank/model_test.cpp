@@ -15,11 +15,13 @@
 #include <torch/nn/modules/rnn.h>
 
 #include "rerank/adapter.h"
+#include "rerank/batch_norm_rows.h"
 #include "rerank/expert_mixture.h"
 #include "rerank/gru.h"
 #include "rerank/model.h"
 #include "rerank/prm.h"
 #include "rerank/prm_attention.h"
+#include "rerank/slot_input.h"
 #include "util/error.h"
 #include "util/files.h"
 #include "runtime/runtime.h"
@@ -109,14 +111,25 @@ Inputs inputs_of(const json& g) {
           tensor_of(in["item_vec"]), tensor_of(in["labels"])};
 }
 
-at::Tensor logits_of(RerankerModelImpl& m, const Inputs& in) {
-  at::Tensor uf = m.adapt_users(in.user_vec);
+// tables: the knowledge features as tables read through an index (rows in reverse order), as the
+// trainer passes a batch's distinct users and items; otherwise one row per list and per slot.
+at::Tensor logits_of(RerankerModelImpl& m, const Inputs& in, bool tables) {
   const int64_t b = in.items.size(0), l = in.items.size(1);
+  if (tables) {
+    const at::Tensor users_reversed = at::arange(b - 1, -1, -1, at::kLong);
+    const at::Tensor slots_reversed = at::arange(b * l - 1, -1, -1, at::kLong);
+    KnowledgeRows users{m.adapt_users(in.user_vec.index_select(0, users_reversed)), users_reversed};
+    KnowledgeRows items{m.adapt_items(in.item_vec.reshape({b * l, -1}).index_select(0, slots_reversed)),
+                        slots_reversed.view({b, l})};
+    return m.forward(in.items, in.attrs, users, items);
+  }
+  at::Tensor uf = m.adapt_users(in.user_vec);
   at::Tensor itf = m.adapt_items(in.item_vec.reshape({b * l, -1})).view({b, l, -1});
   return m.forward(in.items, in.attrs, uf, itf);
 }
 
-void check_against_reference(const std::string& file) {
+void check_against_reference(const std::string& file, bool tables) {
+  SCOPED_TRACE(tables ? "knowledge features as tables" : "knowledge features per slot");
   init_threads(1);
   json g = load_golden(file);
   RerankerModel m(shape_of(g["shape"]));
@@ -126,13 +139,13 @@ void check_against_reference(const std::string& file) {
   m->eval();
   {
     torch::NoGradGuard ng;
-    at::Tensor scores = at::sigmoid(logits_of(*m, in));
+    at::Tensor scores = at::sigmoid(logits_of(*m, in, tables));
     double d = max_diff(scores, tensor_of(g["eval_scores"]));
     EXPECT_LT(d, 2e-6) << file << " eval scores max diff " << d;
   }
 
   m->train();
-  at::Tensor logits = logits_of(*m, in);
+  at::Tensor logits = logits_of(*m, in, tables);
   at::Tensor scores = at::sigmoid(logits);
   double d = max_diff(scores, tensor_of(g["train_scores"]));
   EXPECT_LT(d, 2e-6) << file << " train scores max diff " << d;
@@ -155,8 +168,111 @@ void check_against_reference(const std::string& file) {
 
 }  // namespace
 
-TEST(RerankModel, DlcmMatchesReference) { check_against_reference("golden_dlcm.json"); }
-TEST(RerankModel, PrmMatchesReference) { check_against_reference("golden_prm.json"); }
+TEST(RerankModel, DlcmMatchesReference) {
+  check_against_reference("golden_dlcm.json", false);
+  check_against_reference("golden_dlcm.json", true);
+}
+TEST(RerankModel, PrmMatchesReference) {
+  check_against_reference("golden_prm.json", false);
+  check_against_reference("golden_prm.json", true);
+}
+
+// The scorer's first layer from the input's pieces (rerank/slot_input.h) against the same layer on
+// the concatenated rows in fp64: a piece already one row per slot, a small table read by index
+// (projected, then gathered), a table with more rows than slots (gathered, then projected) and a
+// piece over the whole row added to the others (PRM's positions). Outputs, and the gradients of the
+// weight, the bias and every table, agree, through ATen's ops (fp64) and through the one-node path
+// (fp32 CPU); the rows themselves are the concatenation.
+TEST(RerankModel, SlotPiecesProjectAsTheirRows) {
+  at::manual_seed(11);
+  const int64_t b = 3, l = 4, s = b * l, d = 7, out = 5;
+  const auto f64 = at::TensorOptions().dtype(at::kDouble);
+  const std::vector<at::Tensor> values{at::randn({s, 2}, f64), at::randn({3, 2}, f64), at::randn({s + 5, 3}, f64),
+                                       at::randn({l, d}, f64), at::randn({out, d}, f64), at::randn({out}, f64),
+                                       at::randn({3, d + 2}, f64), at::randn({3}, f64)};
+  const at::Tensor small_index = at::randint(0, 3, {s}, at::kLong), large_index = at::randint(0, s + 5, {s}, at::kLong);
+  const at::Tensor position = at::arange(l, at::kLong).repeat({b});
+  const at::Tensor mix = at::randn({s, out + 3}, f64);
+  // params: rows, small, large, whole, w, bias, and a second layer (w2, bias2) that reads the row from
+  // its column 2 (as PRM's MLP reads h after the attention's output).
+  auto input_of = [&](const std::vector<at::Tensor>& p) {
+    SlotInput in;
+    in.lists = b;
+    in.length = l;
+    in.width = d;
+    in.pieces = {{p[1], small_index, 0}, {p[0], {}, 2}, {p[2], large_index, 4}, {p[3], position, 0}};
+    return in;
+  };
+  std::vector<at::Tensor> ref;
+  for (const at::Tensor& v : values) ref.push_back(v.clone().requires_grad_(true));
+  const at::Tensor want_rows =
+      at::cat({ref[1].index_select(0, small_index), ref[0], ref[2].index_select(0, large_index)}, 1) +
+      ref[3].index_select(0, position);
+  const at::Tensor want =
+      at::cat({at::addmm(ref[5], want_rows, ref[4].t()), at::addmm(ref[7], want_rows, ref[6].narrow(1, 2, d).t())}, 1);
+  const auto want_grads = torch::autograd::grad({(want * mix).sum()}, ref);
+  EXPECT_LT(max_diff(materialize_slots(input_of(ref)).view({s, d}), want_rows), 1e-14);
+  for (at::ScalarType dtype : {at::kDouble, at::kFloat}) {
+    SCOPED_TRACE(dtype == at::kDouble ? "fp64, ATen's ops" : "fp32, one node");
+    const double tol = dtype == at::kDouble ? 1e-12 : 1e-5;
+    std::vector<at::Tensor> params;
+    for (const at::Tensor& v : values) params.push_back(v.to(dtype).requires_grad_(true));
+    const at::Tensor got = project_slots(input_of(params), {{params[4], params[5], 0}, {params[6], params[7], 2}});
+    EXPECT_LT(max_diff(got, want) / want.abs().max().item<double>(), tol);
+    const auto got_grads = torch::autograd::grad({(got * mix.to(dtype)).sum()}, params);
+    for (size_t i = 0; i < params.size(); ++i)
+      EXPECT_LT(max_diff(got_grads[i], want_grads[i]) / want_grads[i].abs().max().item<double>(), tol)
+          << "gradient " << i << " (rows, small, large, whole, w, bias, w2, bias2)";
+  }
+  // Bad pieces name what is wrong.
+  SlotInput bad = input_of(values);
+  bad.pieces[0].index = small_index.narrow(0, 0, s - 1);
+  EXPECT_THROW(project_slots(bad, values[4], values[5]), Error);
+  bad = input_of(values);
+  bad.pieces[2].column = 5;  // 3 columns from 5 overflow a row of 7
+  EXPECT_THROW(project_slots(bad, values[4], values[5]), Error);
+  bad = input_of(values);
+  bad.pieces.erase(bad.pieces.begin() + 1);  // columns 2-3 left empty
+  EXPECT_THROW(materialize_slots(bad), Error);
+}
+
+// DLCM's batch norm over rows as one node (rerank/batch_norm_rows.h) against torch::nn::BatchNorm1d
+// run in fp64 on the same values: training outputs, the gradients of the input, weight and bias,
+// the running statistics and num_batches_tracked after two steps; eval mode is the module itself.
+TEST(RerankModel, BatchNormRowsMatchesBatchNorm1d) {
+  at::manual_seed(5);
+  // (Two rows normalise to -1 and 1 whatever x is: a zero input gradient, not a test of it.)
+  for (auto [n, c] : {std::pair<int64_t, int64_t>{3, 5}, {64, 64}, {640, 64}}) {
+    torch::nn::BatchNorm1d ours(c), ref(c);
+    ref->to(at::kDouble);
+    {
+      torch::NoGradGuard ng;
+      ours->weight.normal_();
+      ours->bias.normal_();
+      ref->weight.copy_(ours->weight);
+      ref->bias.copy_(ours->bias);
+    }
+    for (int step = 0; step < 2; ++step) {
+      const at::Tensor x = (at::randn({n, c}) * 3 + 1).requires_grad_(true);
+      const at::Tensor x64 = x.detach().to(at::kDouble).requires_grad_(true);
+      const at::Tensor mix = at::randn({n, c});
+      const at::Tensor y = batch_norm_rows(*ours, x), want = ref->forward(x64);
+      EXPECT_LT(max_diff(y, want), 2e-5) << n << "x" << c;
+      const auto got = torch::autograd::grad({(y * mix).sum()}, {x, ours->weight, ours->bias});
+      const auto exp = torch::autograd::grad({(want * mix.to(at::kDouble)).sum()}, {x64, ref->weight, ref->bias});
+      for (size_t i = 0; i < got.size(); ++i)
+        EXPECT_LT(max_diff(got[i], exp[i]) / (1e-3 + exp[i].abs().max().item<double>()), 2e-5)
+            << "gradient " << i << " (x, weight, bias), " << n << "x" << c;
+    }
+    EXPECT_LT(max_diff(ours->running_mean, ref->running_mean), 1e-5);
+    EXPECT_LT(max_diff(ours->running_var, ref->running_var), 1e-4);
+    EXPECT_EQ(ours->num_batches_tracked.item<int64_t>(), 2);
+    ours->eval();
+    ref->eval();
+    const at::Tensor x = at::randn({n, c});
+    EXPECT_LT(max_diff(batch_norm_rows(*ours, x), ref->forward(x.to(at::kDouble))), 2e-5);
+  }
+}
 
 TEST(RerankModel, PositionTableMatchesReference) {
   json g = load_golden("golden_prm.json");
@@ -196,7 +312,7 @@ TEST(RerankModel, AdapterShapesAtPaperSizes) {
   EXPECT_EQ(s.input_dim(), 64);
   s.model = "prm";
   RerankerModel prm(s);
-  EXPECT_EQ(prm->forward(items, attrs, {}, {}).sizes(), at::IntArrayRef({4, 10}));
+  EXPECT_EQ(prm->forward(items, attrs, at::Tensor{}, at::Tensor{}).sizes(), at::IntArrayRef({4, 10}));
   s.user_dim = 100;
   s.item_dim = 50;
   EXPECT_THROW(RerankerModel{s}, Error);  // shared experts need one input size

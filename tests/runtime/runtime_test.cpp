@@ -1,6 +1,11 @@
-// Tests of the compute runtime: jobs in worker processes (run_isolated).
+// Tests of the compute runtime: jobs in worker processes (run_isolated), the row-major BLAS call.
 #include <gtest/gtest.h>
 
+#include <ATen/ATen.h>
+
+#include <cmath>
+
+#include "runtime/row_gemm.h"
 #include "runtime/runtime.h"
 #include "util/error.h"
 
@@ -65,5 +70,27 @@ TEST(RunIsolated, AWorkerKilledByASignalIsAnErrorNamingTheJob) {
     const std::string m = e.what();
     EXPECT_NE(m.find("kar lists / profile / dlcm / seed 1"), std::string::npos) << m;
     EXPECT_NE(m.find("signal 11"), std::string::npos) << m;
+  }
+}
+
+// gemm_rows (the process's cblas_sgemm, row-major) against at::mm: both layouts of b, beta 0 over
+// garbage in c and beta 1 accumulating, leading dimensions wider than the rows (column blocks).
+TEST(RowGemm, MatchesATenMatmul) {
+  at::manual_seed(3);
+  const int64_t m = 5, n = 7, k = 3;
+  const at::Tensor a = at::randn({m, k + 2}).narrow(1, 1, k);   // lda k + 2
+  const at::Tensor b = at::randn({k, n + 1}).narrow(1, 0, n);   // ldb n + 1
+  const at::Tensor bt = at::randn({n, k + 3}).narrow(1, 2, k);  // b^T with ldb k + 3
+  for (bool trans : {false, true}) {
+    const at::Tensor want_ab = at::mm(a, trans ? bt.t() : b);
+    at::Tensor c = at::full({m, n + 4}, NAN);  // ldc n + 4; beta 0 must not read the NaNs
+    const at::Tensor& rhs = trans ? bt : b;
+    gemm_rows(trans, m, n, k, 2.0f, a.data_ptr<float>(), a.stride(0), rhs.data_ptr<float>(), rhs.stride(0), 0.0f,
+              c.data_ptr<float>(), c.stride(0));
+    EXPECT_LT((c.narrow(1, 0, n) - 2 * want_ab).abs().max().item<float>(), 1e-5) << "trans_b " << trans;
+    gemm_rows(trans, m, n, k, 1.0f, a.data_ptr<float>(), a.stride(0), rhs.data_ptr<float>(), rhs.stride(0), 1.0f,
+              c.data_ptr<float>(), c.stride(0));
+    EXPECT_LT((c.narrow(1, 0, n) - 3 * want_ab).abs().max().item<float>(), 1e-5) << "trans_b " << trans << ", beta 1";
+    EXPECT_TRUE(c.narrow(1, n, 4).isnan().all().item<bool>()) << "wrote past n columns";
   }
 }
