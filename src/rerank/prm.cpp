@@ -89,11 +89,10 @@ at::Tensor PrmImpl::forward(const SlotInput& input) {
   // The attention's in-projection and the first MLP layer's columns on h read the same rows: one
   // projection of h's pieces with the two weights stacked. The MLP reads concat(attention, h).
   auto* first = mlp->size() > 0 ? mlp[0]->as<torch::nn::LinearImpl>() : fc_out.get();
-  const int64_t width1 = first->weight.size(0);
-  const at::Tensor proj =
-      project_slots(h, {{attn->in_proj_weight, attn->in_proj_bias, 0}, {first->weight, first->bias, d}});  // [B L, 3D + H1]
-  const at::Tensor a = attn->attend(proj.narrow(1, 0, 3 * d).view({b, l, 3 * d}));         // [B, L, D]
-  at::Tensor z = at::matmul(a.reshape({b * l, d}), first->weight.narrow(1, 0, d).t()).add_(proj.narrow(1, 3 * d, width1));
+  const std::vector<at::Tensor> proj =  // [B L, 3D], [B L, H1]
+      project_slots(h, {{attn->in_proj_weight, attn->in_proj_bias, 0}, {first->weight, first->bias, d}});
+  const at::Tensor a = attn->attend(proj[0].view({b, l, 3 * d}));  // [B, L, D]
+  at::Tensor z = at::matmul(a.reshape({b * l, d}), first->weight.narrow(1, 0, d).t()).add_(proj[1]);
   if (mlp->size() == 0) return z.view({b, l});
   z = at::relu(z);
   for (size_t i = 1; i < mlp->size(); ++i) z = at::relu(mlp[i]->as<torch::nn::LinearImpl>()->forward(z));  // [B L, 80]

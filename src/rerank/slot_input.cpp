@@ -19,24 +19,26 @@ namespace {
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
-// out[s] += table[index[s]] for every slot s: out rows of `cols` floats, table rows of `cols`.
+// out[s] += table[index[s]] for every slot s: `cols` floats of out's rows (`out_stride` apart) and
+// of the table's (`table_stride` apart).
 RLRF_CPU_CLONES
-void add_gathered(float* out, const float* table, const int64_t* index, int64_t slots, int64_t cols) {
+void add_gathered(float* out, int64_t out_stride, const float* table, int64_t table_stride, const int64_t* index,
+                  int64_t slots, int64_t cols) {
   for (int64_t s = 0; s < slots; ++s) {
-    float* o = out + s * cols;
-    const float* t = table + index[s] * cols;
+    float* o = out + s * out_stride;
+    const float* t = table + index[s] * table_stride;
 #pragma omp simd
     for (int64_t j = 0; j < cols; ++j) o[j] += t[j];
   }
 }
 
-// d_table[index[s]] += d_out[s] for every slot s: d_out rows `stride` floats apart, `cols` read from
-// each; d_table rows of `cols`.
+// d_table[index[s]] += d_out[s] for every slot s: `cols` floats of d_out's rows (`stride` apart)
+// and of d_table's (`table_stride` apart).
 RLRF_CPU_CLONES
-void scatter_added(float* d_table, const float* d_out, int64_t stride, const int64_t* index, int64_t slots,
-                   int64_t cols) {
+void scatter_added(float* d_table, int64_t table_stride, const float* d_out, int64_t stride, const int64_t* index,
+                   int64_t slots, int64_t cols) {
   for (int64_t s = 0; s < slots; ++s) {
-    float* t = d_table + index[s] * cols;
+    float* t = d_table + index[s] * table_stride;
     const float* o = d_out + s * stride;
 #pragma omp simd
     for (int64_t j = 0; j < cols; ++j) t[j] += o[j];
@@ -78,19 +80,20 @@ SlotPiece piece_of(const at::Tensor& table, const at::Tensor& index, int64_t col
 }
 
 // The first layer of a scorer on the input's pieces as one node (fp32 CPU): pieces gathered, then
-// one matmul; small tables projected, then added in one pass over the output; the gradients of the
-// layers' weights are written block by block, where ATen's ops would build a full-size gradient
-// (zeros and a copy) for every piece's columns and add them up.
-// Inputs: tables, indices (undefined: rows per slot), weights, biases; saved_data: the pieces'
-// columns, the layers' columns, slots and width.
+// one matmul a layer; small tables projected, then added in one pass over each layer's output; the
+// gradients of the layers' weights written block by block, where ATen's ops would build a
+// full-size gradient (zeros and a copy) for every piece's columns and add them up. One output per
+// layer, so that their gradients arrive apart (a slice of one output would zero and copy a
+// full-size gradient for each).
+// Inputs: tables, indices (empty: rows per slot), weights, biases; saved_data: the pieces' columns,
+// the layers' columns, slots and width.
 struct SlotProjection : torch::autograd::Function<SlotProjection> {
-  static at::Tensor forward(AutogradContext* ctx, at::TensorList tables, at::TensorList index, at::TensorList weights,
-                            at::TensorList biases, const std::vector<int64_t>& piece_columns,
-                            const std::vector<int64_t>& layer_columns, int64_t slots, int64_t width) {
+  static variable_list forward(AutogradContext* ctx, at::TensorList tables, at::TensorList index, at::TensorList weights,
+                               at::TensorList biases, const std::vector<int64_t>& piece_columns,
+                               const std::vector<int64_t>& layer_columns, int64_t slots, int64_t width) {
     std::vector<SlotLayer> layers;
     for (size_t l = 0; l < weights.size(); ++l) layers.push_back({weights[l], biases[l], layer_columns[l]});
-    auto [w, bias] = stacked(layers, width);
-    w = w.contiguous();  // [O, D]
+    at::Tensor w = stacked(layers, width).first.contiguous();  // [O, D]
     std::vector<at::Tensor> rows, w_rows, saved_index;
     for (size_t p = 0; p < tables.size(); ++p) {
       saved_index.push_back(index[p].contiguous());
@@ -100,13 +103,22 @@ struct SlotProjection : torch::autograd::Function<SlotProjection> {
     }
     const at::Tensor x = rows.empty() ? at::zeros({slots, 0}, w.options()) : rows.size() == 1 ? rows[0] : at::cat(rows, 1);
     const at::Tensor wx = w_rows.empty() ? at::zeros({w.size(0), 0}, w.options())
-                          : w_rows.size() == 1 ? w_rows[0].contiguous() : at::cat(w_rows, 1);
-    at::Tensor out = at::addmm(bias, x, wx.t()).contiguous();  // [slots, O]
-    for (size_t p = 0; p < tables.size(); ++p) {
-      if (!small_table(piece_of(tables[p], index[p], piece_columns[p]), slots)) continue;
-      const at::Tensor projected = at::mm(tables[p], w.narrow(1, piece_columns[p], tables[p].size(1)).t()).contiguous();
-      add_gathered(out.data_ptr<float>(), projected.data_ptr<float>(), saved_index[p].data_ptr<int64_t>(), slots,
-                   out.size(1));
+                          : w_rows.size() == 1 ? w_rows[0].contiguous() : at::cat(w_rows, 1);  // [O, Dr]
+    std::vector<at::Tensor> projected(tables.size());  // [table rows, O] for the small tables
+    for (size_t p = 0; p < tables.size(); ++p)
+      if (small_table(piece_of(tables[p], index[p], piece_columns[p]), slots))
+        projected[p] = at::mm(tables[p], w.narrow(1, piece_columns[p], tables[p].size(1)).t()).contiguous();
+    variable_list outs;
+    int64_t r0 = 0;  // the layer's first row in the stack
+    for (size_t l = 0; l < weights.size(); ++l) {
+      const int64_t o = weights[l].size(0);
+      at::Tensor out = at::addmm(biases[l], x, wx.narrow(0, r0, o).t());  // [slots, o]
+      for (size_t p = 0; p < tables.size(); ++p)
+        if (projected[p].defined())
+          add_gathered(out.data_ptr<float>(), o, projected[p].data_ptr<float>() + r0, w.size(0),
+                       saved_index[p].data_ptr<int64_t>(), slots, o);
+      outs.push_back(out);
+      r0 += o;
     }
     std::vector<at::Tensor> saved{x, wx, w};
     saved.insert(saved.end(), tables.begin(), tables.end());
@@ -122,7 +134,7 @@ struct SlotProjection : torch::autograd::Function<SlotProjection> {
     ctx->saved_data["layer_rows"] = layer_rows;
     ctx->saved_data["layer_cols"] = layer_cols;
     ctx->saved_data["width"] = width;
-    return out;
+    return outs;
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
@@ -134,36 +146,53 @@ struct SlotProjection : torch::autograd::Function<SlotProjection> {
     const int64_t width = ctx->saved_data["width"].toInt();
     const size_t n_pieces = piece_columns.size(), n_layers = layer_rows.size();
     const at::Tensor &x = saved[0], &wx = saved[1], &w = saved[2];
-    const at::Tensor d_out = grads[0].contiguous();
-    const int64_t slots = d_out.size(0), cols = d_out.size(1);
+    const int64_t slots = x.size(0), cols = w.size(0);
     auto table = [&](size_t p) -> const at::Tensor& { return saved[3 + p]; };
     auto index = [&](size_t p) -> const at::Tensor& { return saved[3 + n_pieces + p]; };
+    std::vector<at::Tensor> d_out(n_layers);  // per layer, [slots, o] contiguous; undefined: zero
+    for (size_t l = 0; l < n_layers; ++l)
+      if (grads[l].defined()) d_out[l] = grads[l].contiguous();
     variable_list out(2 * n_pieces + 2 * n_layers + 4);  // the last 4: the forward's non-tensor arguments
     bool weights_needed = false;
     for (size_t l = 0; l < n_layers; ++l) weights_needed = weights_needed || ctx->needs_input_grad(2 * n_pieces + l);
-    at::Tensor dw = weights_needed ? at::empty({cols, width}, d_out.options()) : at::Tensor();  // [O, D]
-    if (dw.defined()) {
-      // Pieces may leave columns uncovered or overlap (positions): zero, then add each block.
-      dw.zero_();
-    }
-    // The gathered pieces: one matmul each way for all of them.
+    // Pieces may leave columns uncovered or overlap (positions): zero, then add each block.
+    at::Tensor dw = weights_needed ? at::zeros({cols, width}, w.options()) : at::Tensor();  // [O, D]
+    // The gathered pieces: one matmul each way per layer for all of them.
     at::Tensor dx, dwx;
+    bool rows_needed = false;
+    for (size_t p = 0; p < n_pieces; ++p)
+      if (!small_table(piece_of(table(p), index(p), piece_columns[p]), slots) && ctx->needs_input_grad(p))
+        rows_needed = true;
     if (x.size(1) > 0) {
-      dwx = dw.defined() ? at::mm(d_out.t(), x) : at::Tensor();  // [O, Dr]
-      bool rows_needed = false;
-      for (size_t p = 0; p < n_pieces; ++p)
-        if (!small_table(piece_of(table(p), index(p), piece_columns[p]), slots) && ctx->needs_input_grad(p))
-          rows_needed = true;
-      if (rows_needed) dx = at::mm(d_out, wx);  // [slots, Dr]
+      if (dw.defined()) dwx = at::zeros({cols, x.size(1)}, w.options());  // [O, Dr]
+      if (rows_needed) dx = at::zeros({slots, x.size(1)}, w.options());     // [slots, Dr]
+      int64_t r0 = 0;
+      for (size_t l = 0; l < n_layers; ++l) {
+        const int64_t o = layer_rows[l];
+        if (d_out[l].defined()) {
+          if (dwx.defined()) {
+            at::Tensor block = dwx.narrow(0, r0, o);  // rows of a contiguous matrix: contiguous
+            at::mm_out(block, d_out[l].t(), x);
+          }
+          if (dx.defined()) dx.addmm_(d_out[l], wx.narrow(0, r0, o));
+        }
+        r0 += o;
+      }
     }
     int64_t rx = 0;  // next column of x
     for (size_t p = 0; p < n_pieces; ++p) {
       const at::Tensor& t = table(p);
       const int64_t d = t.size(1), c = piece_columns[p];
       if (small_table(piece_of(t, index(p), c), slots)) {
-        at::Tensor d_projected = at::zeros({t.size(0), cols}, d_out.options());
-        scatter_added(d_projected.data_ptr<float>(), d_out.data_ptr<float>(), cols, index(p).data_ptr<int64_t>(), slots,
-                      cols);
+        at::Tensor d_projected = at::zeros({t.size(0), cols}, w.options());  // [table rows, O]
+        int64_t r0 = 0;
+        for (size_t l = 0; l < n_layers; ++l) {
+          const int64_t o = layer_rows[l];
+          if (d_out[l].defined())
+            scatter_added(d_projected.data_ptr<float>() + r0, cols, d_out[l].data_ptr<float>(), o,
+                          index(p).data_ptr<int64_t>(), slots, o);
+          r0 += o;
+        }
         if (dw.defined()) dw.narrow(1, c, d).add_(at::mm(d_projected.t(), t));
         if (ctx->needs_input_grad(p)) out[p] = at::mm(d_projected, w.narrow(1, c, d));
         continue;
@@ -173,15 +202,14 @@ struct SlotProjection : torch::autograd::Function<SlotProjection> {
         if (index(p).numel() == 0) {
           out[p] = dx.narrow(1, rx, d).contiguous();
         } else {
-          at::Tensor d_table = at::zeros({t.size(0), d}, d_out.options());
-          scatter_added(d_table.data_ptr<float>(), dx.data_ptr<float>() + rx, dx.size(1), index(p).data_ptr<int64_t>(),
+          at::Tensor d_table = at::zeros({t.size(0), d}, w.options());
+          scatter_added(d_table.data_ptr<float>(), d, dx.data_ptr<float>() + rx, dx.size(1), index(p).data_ptr<int64_t>(),
                         slots, d);
           out[p] = d_table;
         }
       }
       rx += d;
     }
-    const at::Tensor d_bias = d_out.sum(0);
     int64_t r0 = 0;  // this layer's first row in the stack
     for (size_t l = 0; l < n_layers; ++l) {
       const size_t wi = 2 * n_pieces + l, bi = 2 * n_pieces + n_layers + l;
@@ -190,12 +218,13 @@ struct SlotProjection : torch::autograd::Function<SlotProjection> {
         if (layer_columns[l] == 0 && layer_cols[l] == width) {
           out[wi] = block;
         } else {
-          at::Tensor full = at::zeros({layer_rows[l], layer_cols[l]}, d_out.options());
+          at::Tensor full = at::zeros({layer_rows[l], layer_cols[l]}, w.options());
           full.narrow(1, layer_columns[l], width).copy_(block);
           out[wi] = full;
         }
       }
-      if (ctx->needs_input_grad(bi)) out[bi] = d_bias.narrow(0, r0, layer_rows[l]);
+      if (ctx->needs_input_grad(bi))
+        out[bi] = d_out[l].defined() ? d_out[l].sum(0) : at::zeros({layer_rows[l]}, w.options());
       r0 += layer_rows[l];
     }
     return out;
@@ -204,7 +233,7 @@ struct SlotProjection : torch::autograd::Function<SlotProjection> {
 
 }  // namespace
 
-at::Tensor project_slots(const SlotInput& in, const std::vector<SlotLayer>& layers) {
+std::vector<at::Tensor> project_slots(const SlotInput& in, const std::vector<SlotLayer>& layers) {
   RLRF_CHECK(!in.pieces.empty(), "scorer input: no pieces");
   RLRF_CHECK(!layers.empty(), "scorer input: no layer to project with");
   for (const SlotLayer& l : layers)
@@ -232,14 +261,16 @@ at::Tensor project_slots(const SlotInput& in, const std::vector<SlotLayer>& laye
     return SlotProjection::apply(at::TensorList(tables), at::TensorList(index), at::TensorList(weights),
                                  at::TensorList(biases), piece_columns, layer_columns, in.slots(), in.width);
   }
-  // ATen's ops (CUDA, bf16 autocast): the rows built, then one matmul (a matmul per piece and the
-  // adds of their [slots, out] results cost more than the FLOPs they save there).
-  const auto [w, bias] = stacked(layers, in.width);
-  return at::linear(materialize_slots(in).view({in.slots(), in.width}), w, bias);
+  // ATen's ops (CUDA, bf16 autocast): the rows built, then one matmul a layer (a matmul per piece
+  // and the adds of their [slots, out] results cost more than the FLOPs they save there).
+  const at::Tensor x = materialize_slots(in).view({in.slots(), in.width});
+  std::vector<at::Tensor> outs;
+  for (const SlotLayer& l : layers) outs.push_back(at::linear(x, l.weight.narrow(1, l.column, in.width), l.bias));
+  return outs;
 }
 
 at::Tensor project_slots(const SlotInput& in, const at::Tensor& w, const at::Tensor& bias) {
-  return project_slots(in, std::vector<SlotLayer>{{w, bias, 0}});
+  return project_slots(in, std::vector<SlotLayer>{{w, bias, 0}}).front();
 }
 
 at::Tensor materialize_slots(const SlotInput& in) {

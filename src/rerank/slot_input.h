@@ -38,12 +38,12 @@ struct SlotLayer {
   int64_t column = 0;
 };
 
-// x W^T + bias for every slot with the layers stacked: [slots, sum of the layers' out], where W is
-// columns [column, column + D) of a layer's weight. Gradients flow to every table and layer. On
+// x W^T + bias of every layer for every slot: one [slots, out] per layer, where W is columns
+// [column, column + D) of the layer's weight. Gradients flow to every table and layer. On
 // fp32 CPU tensors one autograd node, in which each piece is projected through its columns: a table
 // with fewer rows than there are slots is projected and then gathered, any other piece gathered and
 // then projected. Elsewhere (CUDA, bf16 autocast) the rows are built and multiplied once.
-at::Tensor project_slots(const SlotInput& in, const std::vector<SlotLayer>& layers);
+std::vector<at::Tensor> project_slots(const SlotInput& in, const std::vector<SlotLayer>& layers);
 at::Tensor project_slots(const SlotInput& in, const at::Tensor& w, const at::Tensor& bias);
 
 // The rows themselves, [B, L, D] (for layers that need x, such as torch::nn::GRU off the fast path).

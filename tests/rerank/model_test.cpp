@@ -217,7 +217,10 @@ TEST(RerankModel, SlotPiecesProjectAsTheirRows) {
     const double tol = dtype == at::kDouble ? 1e-12 : 1e-5;
     std::vector<at::Tensor> params;
     for (const at::Tensor& v : values) params.push_back(v.to(dtype).requires_grad_(true));
-    const at::Tensor got = project_slots(input_of(params), {{params[4], params[5], 0}, {params[6], params[7], 2}});
+    const std::vector<at::Tensor> layers =
+        project_slots(input_of(params), {{params[4], params[5], 0}, {params[6], params[7], 2}});
+    ASSERT_EQ(layers.size(), 2u);
+    const at::Tensor got = at::cat(layers, 1);
     EXPECT_LT(max_diff(got, want) / want.abs().max().item<double>(), tol);
     const auto got_grads = torch::autograd::grad({(got * mix.to(dtype)).sum()}, params);
     for (size_t i = 0; i < params.size(); ++i)
