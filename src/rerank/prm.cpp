@@ -68,17 +68,21 @@ PrmImpl::PrmImpl(int64_t in_dim, int64_t heads, const std::vector<int64_t>& mlp_
 
 at::Tensor PrmImpl::forward(const at::Tensor& x) {
   RLRF_CHECK(x.dim() == 3 && x.size(2) == in_dim_, "prm: input expected [B, L, {}], got {}", in_dim_, x.sizes());
-  SlotInput in;
-  in.lists = x.size(0);
-  in.length = x.size(1);
-  in.width = in_dim_;
-  in.pieces.push_back({x.reshape({in.slots(), in_dim_}), {}, 0});
-  return forward(in);
+  const int64_t l = x.size(1);
+  if (positions_.size(0) < l) positions_ = prm_position_table(l, in_dim_);
+  at::Tensor pos = positions_.narrow(0, 0, l).to(x.device(), x.scalar_type());
+  at::Tensor h = x + pos;                                 // [B, L, D]
+  at::Tensor z = at::cat({attn->forward(h), h}, -1);      // [B, L, 2D]
+  for (const auto& m : *mlp) z = at::relu(m->as<torch::nn::LinearImpl>()->forward(z));  // [B, L, 80]
+  return fc_out->forward(z).squeeze(-1);                  // [B, L]
 }
 
 at::Tensor PrmImpl::forward(const SlotInput& input) {
   RLRF_CHECK(input.width == in_dim_ && input.lists > 0 && input.length > 0 && !input.pieces.empty(),
              "prm: input of {} lists of {} rows of {} for rows of {}", input.lists, input.length, input.width, in_dim_);
+  // Off fp32 CPU (bf16 autocast, CUDA) the rows are built and read as above: there two matmuls per
+  // layer and their adds cost more than the FLOPs the pieces save.
+  if (!slot_projection_is_one_node(attn->in_proj_weight)) return forward(materialize_slots(input));
   const int64_t b = input.lists, l = input.length, d = in_dim_;
   if (positions_.size(0) < l) positions_ = prm_position_table(l, in_dim_);
   const at::Tensor& like = input.pieces.front().table;

@@ -42,8 +42,9 @@ class PrmImpl : public torch::nn::Module {
  public:
   PrmImpl(int64_t in_dim, int64_t heads, const std::vector<int64_t>& mlp);
   at::Tensor forward(const at::Tensor& x);  // x [B, L, in_dim] -> logits [B, L]
-  // The same from the input's pieces (slot_input.h): the positions are one more piece, and the
-  // attention's in-projection and the first MLP layer's input half are computed piece by piece.
+  // The same from the input's pieces (slot_input.h): on fp32 CPU tensors the positions are one more
+  // piece, and the attention's in-projection and the first MLP layer's input half are computed
+  // piece by piece; elsewhere the rows are built and read as by forward(x).
   at::Tensor forward(const SlotInput& in);
 
   SelfAttention attn{nullptr};

@@ -242,9 +242,7 @@ std::vector<at::Tensor> project_slots(const SlotInput& in, const std::vector<Slo
                "scorer input: weight {} (bias {}) read from column {} for rows of {}", l.weight.sizes(),
                l.bias.defined() ? l.bias.sizes() : at::IntArrayRef{}, l.column, in.width);
   for (const SlotPiece& p : in.pieces) check_piece(in, p);
-  const at::Tensor& w0 = layers.front().weight;
-  const bool one_node = w0.device().is_cpu() && w0.scalar_type() == at::kFloat && !autocast_on(c10::DeviceType::CPU);
-  if (one_node) {
+  if (slot_projection_is_one_node(layers.front().weight)) {
     std::vector<at::Tensor> tables, index, weights, biases;
     std::vector<int64_t> piece_columns, layer_columns;
     for (const SlotPiece& p : in.pieces) {
@@ -267,6 +265,10 @@ std::vector<at::Tensor> project_slots(const SlotInput& in, const std::vector<Slo
   std::vector<at::Tensor> outs;
   for (const SlotLayer& l : layers) outs.push_back(at::linear(x, l.weight.narrow(1, l.column, in.width), l.bias));
   return outs;
+}
+
+bool slot_projection_is_one_node(const at::Tensor& weight) {
+  return weight.device().is_cpu() && weight.scalar_type() == at::kFloat && !autocast_on(c10::DeviceType::CPU);
 }
 
 at::Tensor project_slots(const SlotInput& in, const at::Tensor& w, const at::Tensor& bias) {

@@ -46,6 +46,9 @@ struct SlotLayer {
 std::vector<at::Tensor> project_slots(const SlotInput& in, const std::vector<SlotLayer>& layers);
 at::Tensor project_slots(const SlotInput& in, const at::Tensor& w, const at::Tensor& bias);
 
+// Whether project_slots runs as one node for layers with this weight: fp32 on the CPU, autocast off.
+bool slot_projection_is_one_node(const at::Tensor& weight);
+
 // The rows themselves, [B, L, D] (for layers that need x, such as torch::nn::GRU off the fast path).
 at::Tensor materialize_slots(const SlotInput& in);
 
