@@ -63,14 +63,11 @@ void check_piece(const SlotInput& in, const SlotPiece& p) {
 // Whether a piece is a table with fewer rows than there are slots: projected, then gathered.
 bool small_table(const SlotPiece& p, int64_t slots) { return p.index.defined() && p.table.size(0) < slots; }
 
-// The layers' columns over the row [D] stacked: w [sum of rows, D] and bias [sum of rows].
-std::pair<at::Tensor, at::Tensor> stacked(const std::vector<SlotLayer>& layers, int64_t width) {
-  std::vector<at::Tensor> w, b;
-  for (const SlotLayer& l : layers) {
-    w.push_back(l.weight.narrow(1, l.column, width));
-    b.push_back(l.bias.defined() ? l.bias : at::zeros({l.weight.size(0)}, l.weight.options()));
-  }
-  return {w.size() == 1 ? w[0] : at::cat(w, 0), b.size() == 1 ? b[0] : at::cat(b, 0)};
+// The layers' columns over the row [D] stacked: [sum of the layers' rows, D], contiguous.
+at::Tensor stacked_weights(at::TensorList weights, const std::vector<int64_t>& columns, int64_t width) {
+  std::vector<at::Tensor> w;
+  for (size_t l = 0; l < weights.size(); ++l) w.push_back(weights[l].narrow(1, columns[l], width));
+  return (w.size() == 1 ? w[0] : at::cat(w, 0)).contiguous();
 }
 
 // A piece as the node sees it: an empty index stands for "one row per slot" (an undefined tensor
@@ -91,9 +88,7 @@ struct SlotProjection : torch::autograd::Function<SlotProjection> {
   static variable_list forward(AutogradContext* ctx, at::TensorList tables, at::TensorList index, at::TensorList weights,
                                at::TensorList biases, const std::vector<int64_t>& piece_columns,
                                const std::vector<int64_t>& layer_columns, int64_t slots, int64_t width) {
-    std::vector<SlotLayer> layers;
-    for (size_t l = 0; l < weights.size(); ++l) layers.push_back({weights[l], biases[l], layer_columns[l]});
-    at::Tensor w = stacked(layers, width).first.contiguous();  // [O, D]
+    const at::Tensor w = stacked_weights(weights, layer_columns, width);  // [O, D]
     std::vector<at::Tensor> rows, w_rows, saved_index;
     for (size_t p = 0; p < tables.size(); ++p) {
       saved_index.push_back(index[p].contiguous());
@@ -164,8 +159,12 @@ struct SlotProjection : torch::autograd::Function<SlotProjection> {
       if (!small_table(piece_of(table(p), index(p), piece_columns[p]), slots) && ctx->needs_input_grad(p))
         rows_needed = true;
     if (x.size(1) > 0) {
-      if (dw.defined()) dwx = at::zeros({cols, x.size(1)}, w.options());  // [O, Dr]
-      if (rows_needed) dx = at::zeros({slots, x.size(1)}, w.options());     // [slots, Dr]
+      // Every block of dwx is written when every layer has a gradient; dx is summed over layers.
+      bool all_layers = true;
+      for (const at::Tensor& g : d_out) all_layers = all_layers && g.defined();
+      if (dw.defined())
+        dwx = all_layers ? at::empty({cols, x.size(1)}, w.options()) : at::zeros({cols, x.size(1)}, w.options());
+      if (rows_needed) dx = at::zeros({slots, x.size(1)}, w.options());  // [slots, Dr]
       int64_t r0 = 0;
       for (size_t l = 0; l < n_layers; ++l) {
         const int64_t o = layer_rows[l];
